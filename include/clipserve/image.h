@@ -1,0 +1,41 @@
+// Image decoding and preprocessing identical to open_clip's eval transform on Pillow 9.4 +
+// torchvision 0.14: Resize(S, bicubic) on the decoded image, CenterCrop(S), convert("RGB"),
+// ToTensor, Normalize.
+//
+//   clipserve::PreprocessOptions opt;                 // S = 224, OpenAI mean/std
+//   std::vector<float> t = clipserve::preprocess_file("cat.jpg", opt);   // 3 x S x S
+//
+// Thread-safety: all functions are reentrant.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "clipserve/model_config.h"
+
+namespace clipserve {
+
+struct PreprocessOptions {
+  int size = 224;
+  std::array<float, 3> mean{0.48145466f, 0.4578275f, 0.40821073f};
+  std::array<float, 3> std{0.26862954f, 0.26130258f, 0.27577711f};
+  /// Opt-in fast mode: may differ from open_clip (e.g. DCT-domain JPEG downscaling).
+  bool fast = false;
+  /// Pillow (and so open_clip) ignores EXIF orientation; set to apply it.
+  bool apply_exif_orientation = false;
+  /// Decompression-bomb guard: images with more pixels are rejected (Pillow: 2 x 89,478,485).
+  uint64_t max_pixels = 2ull * 89478485ull;
+
+  static PreprocessOptions from(const PreprocessConfig& cfg);
+};
+
+/// Decodes `bytes` and writes the 3 x S x S float32 tensor to `out`.
+/// Throws Error(kInvalidArgument / kTooLarge / kUnsupported) naming `name`.
+void preprocess_image(std::span<const uint8_t> bytes, const PreprocessOptions& opt, float* out,
+                      const std::string& name = "<memory>");
+std::vector<float> preprocess_file(const std::string& path, const PreprocessOptions& opt);
+
+}  // namespace clipserve

@@ -1,0 +1,88 @@
+// Implementation of the shared test helpers.
+#include "testing.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+namespace clipserve::test {
+
+namespace fs = std::filesystem;
+
+std::string data_dir() { return CLIPSERVE_TEST_DATA; }
+
+std::optional<std::string> shared_fixtures() {
+  if (const char* env = std::getenv("CLIPSERVE_SHARED")) {
+    fs::path p = fs::path(env) / "fixtures";
+    if (fs::is_directory(p)) return p.string();
+  }
+  fs::path p = fs::path(CLIPSERVE_SHARED_DIR) / "fixtures";
+  if (fs::is_directory(p)) return fs::canonical(p).string();
+  return std::nullopt;
+}
+
+namespace {
+struct TempRoot {
+  fs::path path;
+  ~TempRoot() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+TempRoot g_temp_root;
+}  // namespace
+
+std::string temp_dir() {
+  static int counter = 0;
+  if (g_temp_root.path.empty()) {
+    std::string tmpl = (fs::temp_directory_path() / "clipserve-test-XXXXXX").string();
+    char* p = mkdtemp(tmpl.data());
+    if (p == nullptr) std::abort();
+    g_temp_root.path = p;
+  }
+  fs::path d = g_temp_root.path / std::to_string(counter++);
+  fs::create_directories(d);
+  return d.string();
+}
+
+std::string cli_path() { return CLIPSERVE_CLI; }
+
+std::pair<int, std::string> run_command(const std::string& cmd) {
+  std::string out;
+  FILE* f = popen(cmd.c_str(), "r");
+  if (f == nullptr) return {-1, out};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  int status = pclose(f);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return {code, out};
+}
+
+double cosine(std::span<const float> a, std::span<const float> b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+float max_abs_diff(std::span<const float> a, std::span<const float> b) {
+  float m = a.size() == b.size() ? 0.f : INFINITY;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+float max_abs(std::span<const float> a) {
+  float m = 0;
+  for (float x : a) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+}  // namespace clipserve::test

@@ -1,0 +1,35 @@
+// Helpers shared by the tests: data locations, skipping when ../shared is absent, comparisons.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <span>
+#include <string>
+
+namespace clipserve::test {
+
+/// tests/data in the repo (always present).
+std::string data_dir();
+/// ../shared/fixtures if it exists, else nullopt.
+std::optional<std::string> shared_fixtures();
+/// A fresh empty temporary directory, removed at process exit.
+std::string temp_dir();
+/// Path to the built clipserve CLI binary.
+std::string cli_path();
+/// Runs a shell command, returns {exit status, stdout}.
+std::pair<int, std::string> run_command(const std::string& cmd);
+
+double cosine(std::span<const float> a, std::span<const float> b);
+float max_abs_diff(std::span<const float> a, std::span<const float> b);
+float max_abs(std::span<const float> a);
+
+}  // namespace clipserve::test
+
+/// Skips the current test (with a message in the output) when ../shared is missing.
+#define CS_REQUIRE_SHARED(var)                                          \
+  auto var##_opt = ::clipserve::test::shared_fixtures();                \
+  if (!var##_opt)                                                       \
+    GTEST_SKIP() << "../shared/fixtures not found: skipping (it holds " \
+                    "the larger golden sets)";                          \
+  const std::string var = *var##_opt
