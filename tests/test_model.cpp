@@ -1,9 +1,15 @@
 // Forward pass tests: reference and oneDNN backends against each other (random weights) and
 // against open_clip's goldens (synthetic weights, tiny and ViT-B-32).
+#include <zlib.h>
+
+#include <cctype>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "clipserve/error.h"
+#include "core/file.h"
+#include "core/npy.h"
 #include "model_testing.h"
 #include "nn/backend.h"
 #include "testing.h"
@@ -121,6 +127,150 @@ TEST(Backend, RejectsMissingOrMisshapedTensor) {
   w2->add_owned("text_projection", {3}, {1, 2, 3});
   EXPECT_THROW(nn::make_backend("reference", cfg, w2, {}), Error);
 }
+
+// ---- open_clip goldens (synthetic seed 0) ----
+
+// tests/data/model/image_input_224.u8.zlib holds the 8-bit pixels behind the goldens'
+// image_input_224.npy: open_clip normalizes uint8 / 255 as (x - mean) / std in float32, so
+// the float tensor is rebuilt bit-exactly (checked against ../shared below).
+std::vector<float> golden_pixels() {
+  const auto z = read_file_bytes(data_dir() + "/model/image_input_224.u8.zlib");
+  std::vector<uint8_t> u(6L * 3 * 224 * 224);
+  uLongf n = u.size();
+  EXPECT_EQ(uncompress(u.data(), &n, z.data(), z.size()), Z_OK);
+  EXPECT_EQ(n, u.size());
+  const PreprocessConfig pc;
+  std::vector<float> px(u.size());
+  for (size_t i = 0; i < u.size(); ++i) {
+    const int c = static_cast<int>(i / (224 * 224) % 3);
+    px[i] = (static_cast<float>(u[i]) / 255.0f - pc.mean[c]) / pc.std[c];
+  }
+  return px;
+}
+
+TEST(Golden, CompactPixelsAreBitExact) {
+  CS_REQUIRE_SHARED(shared);
+  const auto want = read_npy(shared + "/golden/model/image_input_224.npy").to_f32();
+  const auto got = golden_pixels();
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0);
+}
+
+ModelConfig arch_config(const std::string& arch) {
+  ModelConfig c;  // defaults are ViT-B-32
+  c.name = arch;
+  if (arch == "tiny") {
+    c.embed_dim = 32;
+    c.vision.width = 64;
+    c.vision.layers = 2;
+    c.vision.head_width = 32;
+    c.text.width = 64;
+    c.text.heads = 2;
+    c.text.layers = 2;
+  } else if (arch == "ViT-B-32-quickgelu") {
+    c.quick_gelu = true;
+  } else if (arch == "ViT-B-16") {
+    c.vision.patch_size = 16;
+  } else if (arch == "ViT-L-14") {
+    c.embed_dim = 768;
+    c.vision.patch_size = 14;
+    c.vision.width = 1024;
+    c.vision.layers = 24;
+    c.text.width = 768;
+    c.text.heads = 12;
+  }
+  return c;
+}
+
+/// Token rows of text_tokens.npy cut after the EOT (the contract: no padding).
+std::vector<std::vector<int32_t>> golden_ids(const std::string& dir) {
+  const NpyArray a = read_npy(dir + "/text_tokens.npy");
+  const auto v = a.to_i64();
+  const long cols = a.shape.at(1);
+  std::vector<std::vector<int32_t>> ids;
+  for (long r = 0; r < a.shape.at(0); ++r) {
+    std::vector<int32_t> row;
+    for (long c = 0; c < cols; ++c) {
+      row.push_back(static_cast<int32_t>(v[r * cols + c]));
+      if (row.back() == 49407) break;
+    }
+    ids.push_back(row);
+  }
+  return ids;
+}
+
+std::vector<float> probs_of(const std::vector<float>& img, const std::vector<float>& txt, int e,
+                            float logit_scale) {
+  const long ni = img.size() / e, nt = txt.size() / e;
+  auto norm = [&](const std::vector<float>& x, long r) {
+    double s = 0;
+    for (int k = 0; k < e; ++k) s += double(x[r * e + k]) * x[r * e + k];
+    return std::sqrt(s);
+  };
+  std::vector<float> p(ni * nt);
+  for (long i = 0; i < ni; ++i) {
+    std::vector<double> l(nt);
+    double mx = -1e300, sum = 0;
+    for (long t = 0; t < nt; ++t) {
+      double d = 0;
+      for (int k = 0; k < e; ++k) d += double(img[i * e + k]) * txt[t * e + k];
+      l[t] = std::exp(double(logit_scale)) * d / (norm(img, i) * norm(txt, t));
+      mx = std::max(mx, l[t]);
+    }
+    for (long t = 0; t < nt; ++t) sum += std::exp(l[t] - mx);
+    for (long t = 0; t < nt; ++t) p[i * nt + t] = static_cast<float>(std::exp(l[t] - mx) / sum);
+  }
+  return p;
+}
+
+/// Checks one backend against the goldens in `dir` with the tolerances and returns
+/// {max |diff| / max |golden|, 1 - min cosine} over all rows (for the closing numbers).
+std::pair<double, double> check_golden(nn::Backend& b, const std::string& dir,
+                                       const std::vector<float>& pixels, float logit_scale) {
+  const int e = b.config().embed_dim;
+  const auto ids = golden_ids(dir);
+  Outputs o = run(b, pixels, 6, ids);
+  const auto gi = read_npy(dir + "/image_features.npy").to_f32();
+  const auto gt = read_npy(dir + "/text_features.npy").to_f32();
+  const auto gp = read_npy(dir + "/probs.npy").to_f32();
+  const std::string what = b.config().name + " " + b.name();
+  expect_rows_close(o.img, gi, e, 0.99999, 2e-5f, what + " image");
+  expect_rows_close(o.txt, gt, e, 0.99999, 2e-5f, what + " text");
+  const auto p = probs_of(o.img, o.txt, e, logit_scale);
+  EXPECT_LE(max_abs_diff(p, gp), 1e-4f) << what << " probs";
+  double worst_rel = 0, worst_cos = 0;
+  for (auto [got, want] : {std::pair{&o.img, &gi}, std::pair{&o.txt, &gt}}) {
+    for (size_t r = 0; r < got->size() / e; ++r) {
+      std::span<const float> g(got->data() + r * e, e), w(want->data() + r * e, e);
+      worst_rel = std::max(worst_rel, double(max_abs_diff(g, w)) / max_abs(w));
+      worst_cos = std::max(worst_cos, 1 - cosine(g, w));
+    }
+  }
+  std::printf("[golden] %-20s %-9s %s: max|diff|/max|golden| %.2e, 1-min cos %.2e\n",
+              b.config().name.c_str(), b.name().c_str(), b.precision().c_str(), worst_rel,
+              worst_cos);
+  return {worst_rel, worst_cos};
+}
+
+class GoldenArch : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
+
+TEST_P(GoldenArch, MatchesOpenClip) {
+  const auto& [arch, backend] = GetParam();
+  const ModelConfig cfg = arch_config(arch);
+  auto w = synthetic_clip_weights(cfg, 0);
+  auto b = nn::make_backend(backend, cfg, w, {});
+  check_golden(*b, data_dir() + "/model/" + arch, golden_pixels(), w->at("logit_scale").data[0]);
+}
+
+INSTANTIATE_TEST_SUITE_P(Core, GoldenArch,
+                         ::testing::Combine(::testing::Values("tiny", "ViT-B-32"),
+                                            ::testing::Values("reference", "cpu")),
+                         [](const auto& info) {
+                           std::string n = std::get<0>(info.param) + "_" + std::get<1>(info.param);
+                           for (auto& c : n)
+                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace clipserve::test
