@@ -10,8 +10,10 @@
 #include "clipserve/error.h"
 #include "core/file.h"
 #include "core/npy.h"
+#include "cpu/kernels.h"
 #include "model_testing.h"
 #include "nn/backend.h"
+#include "nn/ref_kernels.h"
 #include "testing.h"
 
 namespace clipserve::test {
@@ -157,8 +159,9 @@ TEST(Golden, CompactPixelsAreBitExact) {
 }
 
 ModelConfig arch_config(const std::string& arch) {
-  ModelConfig c;  // defaults are ViT-B-32
+  ModelConfig c;
   c.name = arch;
+  c.vision.patch_size = 32;
   if (arch == "tiny") {
     c.embed_dim = 32;
     c.vision.width = 64;
@@ -271,6 +274,110 @@ INSTANTIATE_TEST_SUITE_P(Core, GoldenArch,
                              c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return n;
                          });
+
+// bf16 fast mode: cosine >= 0.999 against open_clip's fp32 features on every row.
+TEST(GoldenBf16, CloseToFp32) {
+  if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  for (const std::string arch : {"tiny", "ViT-B-32"}) {
+    const ModelConfig cfg = arch_config(arch);
+    auto w = synthetic_clip_weights(cfg, 0);
+    nn::BackendOptions opt;
+    opt.precision = "bf16";
+    auto b = nn::make_backend("cpu", cfg, w, opt);
+    ASSERT_EQ(b->precision(), "bf16");
+    const std::string dir = data_dir() + "/model/" + arch;
+    Outputs o = run(*b, golden_pixels(), 6, golden_ids(dir));
+    const auto gi = read_npy(dir + "/image_features.npy").to_f32();
+    const auto gt = read_npy(dir + "/text_features.npy").to_f32();
+    double worst = 1;
+    for (auto [got, want] : {std::pair{&o.img, &gi}, std::pair{&o.txt, &gt}}) {
+      const int e = cfg.embed_dim;
+      for (size_t r = 0; r < got->size() / e; ++r) {
+        const double c =
+            cosine({got->data() + r * e, size_t(e)}, {want->data() + r * e, size_t(e)});
+        EXPECT_GE(c, 0.999) << arch << " row " << r;
+        worst = std::min(worst, c);
+      }
+    }
+    std::printf("[golden] %-20s cpu bf16: min cos %.6f\n", arch.c_str(), worst);
+  }
+}
+
+// Every build of the fast kernels (generic, and AVX-512 where the CPU has it) against the
+// reference kernels.
+std::vector<const cpu::Kernels*> kernel_builds() {
+  std::vector<const cpu::Kernels*> k{&cpu::generic_kernels()};
+  if (&cpu::kernels() != &cpu::generic_kernels()) k.push_back(&cpu::kernels());
+  return k;
+}
+
+float bf16_to_float(uint16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+TEST(CpuKernels, LayerNormMatchesReference) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d(0.3f, 2.0f);
+  for (int width : {1, 7, 64, 100, 768}) {
+    const int rows = 5;
+    std::vector<float> x(rows * width), g(width), b(width), want(rows * width);
+    for (auto& v : x) v = d(rng);
+    for (auto& v : g) v = 1 + 0.1f * d(rng);
+    for (auto& v : b) v = 0.1f * d(rng);
+    nn::ref::layer_norm(x.data(), rows, width, g.data(), b.data(), want.data());
+    for (const cpu::Kernels* k : kernel_builds()) {
+      std::vector<float> got(rows * width);
+      k->layer_norm(x.data(), rows, width, g.data(), b.data(), got.data(), false);
+      EXPECT_LE(max_abs_diff(got, want), 2e-6f * max_abs(want)) << k->isa << " width " << width;
+      std::vector<uint16_t> h(rows * width);
+      k->layer_norm(x.data(), rows, width, g.data(), b.data(), h.data(), true);
+      for (int i = 0; i < rows * width; ++i) {
+        ASSERT_NEAR(bf16_to_float(h[i]), want[i], std::abs(want[i]) * 0.0079f + 1e-6f) << k->isa;
+      }
+    }
+  }
+}
+
+TEST(CpuKernels, AttentionMatchesReference) {
+  std::mt19937 rng(8);
+  std::normal_distribution<float> d(0.0f, 1.5f);
+  const int width = 96, heads = 3;
+  // Packed sequences of different lengths, as the text tower batches them.
+  const std::vector<cpu::SeqSpan> seqs{{0, 1}, {1, 17}, {18, 50}, {68, 3}};
+  const int rows = 71;
+  std::vector<float> qkv(rows * 3 * width);
+  for (auto& v : qkv) v = d(rng);
+  for (bool causal : {false, true}) {
+    std::vector<float> want(rows * width);
+    for (const auto& s : seqs) {
+      nn::ref::attention(qkv.data() + s.offset * 3L * width, s.length, width, heads, causal,
+                         want.data() + s.offset * width);
+    }
+    for (const cpu::Kernels* k : kernel_builds()) {
+      std::vector<float> got(rows * width);
+      k->attention(qkv.data(), seqs.data(), 4, width, heads, causal, got.data(), false);
+      EXPECT_LE(max_abs_diff(got, want), 2e-6f * max_abs(want)) << k->isa << " causal " << causal;
+    }
+  }
+}
+
+TEST(CpuKernels, Bf16RoundsToNearestEven) {
+  const float in[] = {
+      1.0f, 1.00390625f /* tie, even down */, 1.01171875f /* tie, up */, -2.5f, 3.0e-39f, 65504.0f};
+  for (const cpu::Kernels* k : kernel_builds()) {
+    uint16_t out[6];
+    k->to_bf16(in, 6, out);
+    EXPECT_EQ(out[0], 0x3f80) << k->isa;
+    EXPECT_EQ(out[1], 0x3f80) << k->isa;
+    EXPECT_EQ(out[2], 0x3f82) << k->isa;
+    EXPECT_EQ(bf16_to_float(out[3]), -2.5f) << k->isa;
+    EXPECT_NEAR(bf16_to_float(out[4]), 3.0e-39f, 4.6e-41f)  // half a subnormal step << k->isa;
+    EXPECT_EQ(bf16_to_float(out[5]), 65536.0f) << k->isa;
+  }
+}
 
 }  // namespace
 }  // namespace clipserve::test
