@@ -374,7 +374,7 @@ TEST(CpuKernels, Bf16RoundsToNearestEven) {
     EXPECT_EQ(out[1], 0x3f80) << k->isa;
     EXPECT_EQ(out[2], 0x3f82) << k->isa;
     EXPECT_EQ(bf16_to_float(out[3]), -2.5f) << k->isa;
-    EXPECT_NEAR(bf16_to_float(out[4]), 3.0e-39f, 4.6e-41f)  // half a subnormal step << k->isa;
+    EXPECT_NEAR(bf16_to_float(out[4]), 3.0e-39f, 4.6e-41f) << k->isa;  // half a bf16 subnormal step
     EXPECT_EQ(bf16_to_float(out[5]), 65536.0f) << k->isa;
   }
 }
