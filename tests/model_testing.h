@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "clipserve/model_config.h"
+#include "model/synthetic.h"
 #include "model/weights.h"
 
 namespace clipserve::test {
@@ -66,21 +67,6 @@ inline std::shared_ptr<WeightMap> random_clip_weights(const ModelConfig& cfg, ui
   return wm;
 }
 
-/// Names and shapes of every tensor of the state dict of `cfg`.
-inline std::vector<std::pair<std::string, std::vector<int64_t>>> random_clip_weights_shapes(
-    const ModelConfig& cfg) {
-  std::vector<std::pair<std::string, std::vector<int64_t>>> r;
-  ModelConfig c = cfg;
-  c.text.vocab_size = 1;  // the shapes only: avoid filling the big embedding twice
-  auto wm = random_clip_weights(c, 0);
-  for (const auto& name : wm->names()) {
-    auto shape = wm->at(name).shape;
-    if (name == "token_embedding.weight") shape[0] = cfg.text.vocab_size;
-    r.emplace_back(name, shape);
-  }
-  return r;
-}
-
 /// A small config (fast in every backend) with odd sizes to catch tail handling.
 inline ModelConfig small_config(bool quick_gelu) {
   ModelConfig c;
@@ -104,71 +90,10 @@ inline ModelConfig small_config(bool quick_gelu) {
 
 namespace clipserve::test {
 
-/// SYNTHETIC.md spec v1 values for one tensor (test-side twin of the generator in
-/// src/model, kept here so these tests do not depend on it).
-inline std::vector<float> synthetic_tensor(const std::string& name,
-                                           const std::vector<int64_t>& shape, uint64_t seed,
-                                           int vision_width, int patch) {
-  auto ends_with = [&](const std::string& s) {
-    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
-  };
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  if (name == "logit_scale") return std::vector<float>(n, 4.6051702f);
-  std::string last = name.substr(name.rfind('.') + 1), before;
-  {
-    std::string head = name.substr(0, name.rfind('.') == std::string::npos ? 0 : name.rfind('.'));
-    before = head.substr(head.rfind('.') == std::string::npos ? 0 : head.rfind('.') + 1);
-  }
-  double center = 0, std = 0;
-  const bool ln = before.rfind("ln_", 0) == 0 && name.find('.') != std::string::npos;
-  if (ln && last == "weight") {
-    center = 1.0, std = 0.1;
-  } else if (ln && last == "bias") {
-    std = 0.1;
-  } else if (ends_with("bias")) {
-    std = 0.02;
-  } else if (name == "visual.class_embedding" || name == "visual.positional_embedding") {
-    std = 1.0 / std::sqrt(double(vision_width));
-  } else if (name == "positional_embedding") {
-    std = 0.01;
-  } else if (name == "token_embedding.weight") {
-    std = 0.02;
-  } else if (name == "visual.proj" || name == "text_projection") {
-    std = 1.0 / std::sqrt(double(shape[0]));
-  } else if (name == "visual.conv1.weight") {
-    std = 1.0 / std::sqrt(double(3 * patch * patch));
-  } else {
-    std = 1.0 / std::sqrt(double(shape[1]));
-  }
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
-  const uint64_t key = h ^ (seed * 0x9E3779B97F4A7C15ull);
-  const double a = std::sqrt(3.0) * std;
-  std::vector<float> v(n);
-  for (int64_t k = 0; k < n; ++k) {
-    uint64_t z = key + static_cast<uint64_t>(k) + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const double u = static_cast<double>(z >> 11) * 0x1.0p-53;
-    const double x = 2 * u - 1;
-    const double ax = a * x;
-    v[k] = static_cast<float>(center + ax);
-  }
-  return v;
-}
-
-/// The synthetic (spec v1) weights of `cfg` for `seed`: same names and shapes as
-/// random_clip_weights.
-inline std::shared_ptr<WeightMap> synthetic_clip_weights(const ModelConfig& cfg, uint64_t seed) {
-  auto shapes = random_clip_weights_shapes(cfg);
-  auto wm = std::make_shared<WeightMap>("<synthetic seed " + std::to_string(seed) + ">");
-  for (auto& [name, shape] : shapes) {
-    wm->add_owned(name, shape,
-                  synthetic_tensor(name, shape, seed, cfg.vision.width, cfg.vision.patch_size));
-  }
-  return wm;
+/// The synthetic (SYNTHETIC.md spec v1) weights of `cfg` for `seed`, shared for the backends.
+inline std::shared_ptr<const WeightMap> synthetic_clip_weights(const ModelConfig& cfg,
+                                                               uint64_t seed) {
+  return std::make_shared<const WeightMap>(synthetic_weights(cfg, seed));
 }
 
 }  // namespace clipserve::test

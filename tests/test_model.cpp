@@ -5,8 +5,10 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <random>
 
+#include "clipserve/encoder.h"
 #include "clipserve/error.h"
 #include "core/file.h"
 #include "core/npy.h"
@@ -159,30 +161,8 @@ TEST(Golden, CompactPixelsAreBitExact) {
 }
 
 ModelConfig arch_config(const std::string& arch) {
-  ModelConfig c;
-  c.name = arch;
-  c.vision.patch_size = 32;
-  if (arch == "tiny") {
-    c.embed_dim = 32;
-    c.vision.width = 64;
-    c.vision.layers = 2;
-    c.vision.head_width = 32;
-    c.text.width = 64;
-    c.text.heads = 2;
-    c.text.layers = 2;
-  } else if (arch == "ViT-B-32-quickgelu") {
-    c.quick_gelu = true;
-  } else if (arch == "ViT-B-16") {
-    c.vision.patch_size = 16;
-  } else if (arch == "ViT-L-14") {
-    c.embed_dim = 768;
-    c.vision.patch_size = 14;
-    c.vision.width = 1024;
-    c.vision.layers = 24;
-    c.text.width = 768;
-    c.text.heads = 12;
-  }
-  return c;
+  if (arch == "tiny") return load_model_config(data_dir() + "/model/tiny/open_clip_config.json");
+  return builtin_model_config(arch);
 }
 
 /// Token rows of text_tokens.npy cut after the EOT (the contract: no padding).
@@ -376,6 +356,121 @@ TEST(CpuKernels, Bf16RoundsToNearestEven) {
     EXPECT_EQ(bf16_to_float(out[3]), -2.5f) << k->isa;
     EXPECT_NEAR(bf16_to_float(out[4]), 3.0e-39f, 4.6e-41f) << k->isa;  // half a bf16 subnormal step
     EXPECT_EQ(bf16_to_float(out[5]), 65536.0f) << k->isa;
+  }
+}
+
+// ---- Encoder API and `clipserve embed` on a model directory ----
+
+std::string tiny_model_dir() {
+  static const std::string dir = [] {
+    const std::string d = temp_dir() + "/tiny";
+    write_synthetic_model(arch_config("tiny"), 0, d);
+    return d;
+  }();
+  return dir;
+}
+
+TEST(Encoder, LoadsModelDirAndMatchesGoldens) {
+  for (const char* backend : {"cpu", "reference"}) {
+    EncoderOptions opt;
+    opt.backend = backend;
+    opt.threads = 2;
+    auto enc = Encoder::load(tiny_model_dir(), opt);
+    EXPECT_EQ(enc->embed_dim(), 32);
+    EXPECT_EQ(enc->logit_scale(), 100.00000762939453f);
+    const std::string dir = data_dir() + "/model/tiny";
+    const auto px = golden_pixels();
+    std::vector<float> img(6 * 32), txt(12 * 32);
+    enc->encode_images(px.data(), 6, img.data());
+    enc->encode_texts(golden_ids(dir), txt.data());
+    expect_rows_close(img, read_npy(dir + "/image_features.npy").to_f32(), 32, 0.99999, 2e-5f,
+                      backend);
+    expect_rows_close(txt, read_npy(dir + "/text_features.npy").to_f32(), 32, 0.99999, 2e-5f,
+                      backend);
+  }
+  EncoderOptions bad;
+  bad.backend = "gpu";
+  EXPECT_THROW(Encoder::load(tiny_model_dir(), bad), Error);
+  EXPECT_THROW(Encoder::load(temp_dir() + "/missing", {}), Error);
+}
+
+TEST(EmbedCli, NpyAndTextInputsInOrder) {
+  const std::string t = temp_dir();
+  const std::string dir = data_dir() + "/model/tiny";
+  const auto px = golden_pixels();
+  const long plane = 3L * 224 * 224;
+  write_npy_f32(t + "/img1.npy", std::span<const float>(px.data() + plane, plane), {3, 224, 224});
+  write_npy_f32(t + "/img0.npy", std::span<const float>(px.data(), plane), {3, 224, 224});
+  {
+    std::ofstream f(t + "/texts.jsonl");
+    f << "{\"text\": \"a photo of a cat.\"}\n\n{\"text\": \"a diagram\"}\n";
+  }
+  const std::string cmd = cli_path() + " embed --model " + tiny_model_dir() + " --out " + t +
+                          "/raw.npy --raw " + t + "/img1.npy 'text:a photo of a dog.' " + t +
+                          "/img0.npy @" + t + "/texts.jsonl 2>&1";
+  auto [rc, out] = run_command(cmd);
+  ASSERT_EQ(rc, 0) << out;
+  const NpyArray a = read_npy(t + "/raw.npy");
+  ASSERT_EQ(a.shape, (std::vector<int64_t>{5, 32}));
+  const auto got = a.to_f32();
+  const auto gi = read_npy(dir + "/image_features.npy").to_f32();
+  const auto gt = read_npy(dir + "/text_features.npy").to_f32();
+  auto row = [](const std::vector<float>& v, int r) {
+    return std::vector<float>(v.begin() + r * 32, v.begin() + (r + 1) * 32);
+  };
+  // Rows in input order: image 1, text 0, image 0, texts 1 and 2 (golden texts 0..2 are
+  // "a photo of a dog.", "a photo of a cat.", "a diagram").
+  expect_rows_close(row(got, 0), row(gi, 1), 32, 0.99999, 2e-5f, "image 1");
+  expect_rows_close(row(got, 1), row(gt, 0), 32, 0.99999, 2e-5f, "text 0");
+  expect_rows_close(row(got, 2), row(gi, 0), 32, 0.99999, 2e-5f, "image 0");
+  expect_rows_close(row(got, 3), row(gt, 1), 32, 0.99999, 2e-5f, "text 1");
+  expect_rows_close(row(got, 4), row(gt, 2), 32, 0.99999, 2e-5f, "text 2");
+
+  auto [rc2, out2] = run_command(cli_path() + " embed --model " + tiny_model_dir() + " --out " + t +
+                                 "/norm.npy " + t + "/img0.npy 'text:a photo of a dog.' 2>&1");
+  ASSERT_EQ(rc2, 0) << out2;
+  const auto n = read_npy(t + "/norm.npy").to_f32();
+  for (int r = 0; r < 2; ++r) {
+    double s = 0;
+    for (int k = 0; k < 32; ++k) s += double(n[r * 32 + k]) * n[r * 32 + k];
+    EXPECT_NEAR(s, 1.0, 1e-5);
+  }
+  EXPECT_GT(cosine(row(n, 0), row(gi, 0)), 0.99999);
+}
+
+TEST(EmbedCli, ImageFileEndToEnd) {
+  CS_REQUIRE_SHARED(shared);
+  const std::string t = temp_dir();
+  const std::string img = shared + "/golden/model/images/n02099601_golden_retriever.JPEG";
+  auto [rc, out] = run_command(cli_path() + " embed --raw --model " + tiny_model_dir() + " --out " +
+                               t + "/o.npy " + img + " 2>&1");
+  ASSERT_EQ(rc, 0) << out;
+  const auto got = read_npy(t + "/o.npy").to_f32();
+  const auto gi = read_npy(data_dir() + "/model/tiny/image_features.npy").to_f32();
+  // The image module's pixels are bit-exact, so the model tolerance holds end to end.
+  expect_rows_close(got, std::vector<float>(gi.begin(), gi.begin() + 32), 32, 0.99999, 2e-5f,
+                    "image file");
+}
+
+TEST(EmbedCli, BadInputsFailWithAMessage) {
+  const std::string t = temp_dir();
+  write_npy_f32(t + "/small.npy", std::vector<float>(3 * 8 * 8, 0.0f), {3, 8, 8});
+  struct Case {
+    std::string args, expect;
+  } cases[] = {
+      {"--model " + tiny_model_dir() + " --out " + t + "/o.npy " + t + "/small.npy", "small.npy"},
+      {"--model " + t + "/nope --out " + t + "/o.npy text:x", "nope"},
+      {"--model " + tiny_model_dir() + " --out " + t + "/o.npy " + t + "/missing.png",
+       "missing.png"},
+      {"--model " + tiny_model_dir() + " --out " + t + "/o.npy @" + t + "/missing.jsonl",
+       "missing.jsonl"},
+      {"--model " + tiny_model_dir() + " --device cuda --out " + t + "/o.npy text:x", "CUDA"},
+      {"--model " + tiny_model_dir() + " --out " + t + "/o.npy", "no inputs"},
+  };
+  for (const Case& c : cases) {
+    auto [rc, out] = run_command(cli_path() + " embed " + c.args + " 2>&1");
+    EXPECT_NE(rc, 0) << c.args;
+    EXPECT_NE(out.find(c.expect), std::string::npos) << c.args << ": " << out;
   }
 }
 
