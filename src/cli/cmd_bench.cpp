@@ -14,6 +14,7 @@
 #include "clipserve/model_config.h"
 #include "clipserve/tokenizer.h"
 #include "core/check.h"
+#include "cpu/threading.h"
 #include "model/model_dir.h"
 #include "model/synthetic.h"
 #include "nn/backend.h"
@@ -58,6 +59,8 @@ Stats stats(std::vector<double> v) {
 }
 
 int run(int argc, char** argv) {
+  // argv is the command's slice of main's argv: argv[-1] is the program path.
+  cpu::prefer_passive_omp_wait(argv - 1);
   Args args;
   args.option("model").option("arch").option("tower").option("batch").option("precision");
   args.option("threads").option("backend").option("iters").option("warmup").option("tokens");
@@ -184,6 +187,7 @@ int run(int argc, char** argv) {
                              {"gemm_gflops", has_floor ? flops / floor_ms / 1e6 : 0.0},
                              {"efficiency", has_floor ? nlohmann::json(eff) : nullptr},
                              {"iters", iters},
+                             {"omp_wait_policy", cpu::omp_wait_policy()},
                              {"load_ms", read_ms + create_ms},
                              {"first_embedding_ms", read_ms + first_ms},
                              {"peak_rss_mb", peak_rss_mb()}};
