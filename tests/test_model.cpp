@@ -192,6 +192,27 @@ TEST(CpuKernels, AttentionMatchesReference) {
   }
 }
 
+TEST(CpuKernels, DirectAttentionMatchesReference) {
+  std::mt19937 rng(10);
+  std::normal_distribution<float> d(0.0f, 1.5f);
+  const int width = 64, heads = 2, rows = 30;
+  const std::vector<cpu::SeqSpan> seqs{{0, 1}, {1, 16}, {17, 13}};
+  std::vector<float> qkv(rows * 3 * width);
+  for (auto& v : qkv) v = d(rng);
+  for (bool causal : {false, true}) {
+    std::vector<float> want(rows * width);
+    for (const auto& s : seqs) {
+      nn::ref::attention(qkv.data() + s.offset * 3L * width, s.length, width, heads, causal,
+                         want.data() + s.offset * width);
+    }
+    for (const cpu::Kernels* k : kernel_builds()) {
+      std::vector<float> got(rows * width);
+      k->attention_direct(qkv.data(), seqs.data(), 3, width, heads, causal, got.data(), false);
+      EXPECT_LE(max_abs_diff(got, want), 2e-6f * max_abs(want)) << k->isa << " causal " << causal;
+    }
+  }
+}
+
 TEST(CpuKernels, AttentionSoftmaxMatchesDouble) {
   std::mt19937 rng(9);
   std::normal_distribution<float> d(0.0f, 4.0f);

@@ -9,6 +9,9 @@
 namespace clipserve::cpu {
 
 namespace {
+// Causal sequences up to this length (short texts) skip the matmuls: computing directly is
+// cheaper than the calls and thread wake-ups.
+constexpr int kDirectMaxLen = 16;
 using dt = dnnl::memory::data_type;
 using dims = dnnl::memory::dims;
 
@@ -45,6 +48,10 @@ void Attention::run(const float* qkv, const SeqSpan* seqs, int nseq, int width, 
     }
   } else {
     for (int s = 0; s < nseq; ++s) {
+      if (seqs[s].length <= kDirectMaxLen) {
+        kernels().attention_direct(qkv, &seqs[s], 1, width, heads, true, out, bf16_out);
+        continue;
+      }
       const int tp = (seqs[s].length + 7) / 8 * 8;
       run_group(qkv, {seqs[s].offset}, seqs[s].length, tp, width, heads, true, out, bf16_out);
     }
@@ -66,7 +73,7 @@ void Attention::run_group(const float* qkv, const std::vector<int>& offsets, int
     s_.resize(static_cast<size_t>(batch) * tp * tp);
   const long stride = 3L * width;
   // Gather per (sequence, head) dense [tp, d] blocks; padding rows are zeros.
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (n > 32768)
   for (int c = 0; c < count; ++c) {
     for (int h = 0; h < heads; ++h) {
       const long base = (static_cast<long>(c) * heads + h) * head_elems;
@@ -101,7 +108,7 @@ void Attention::run_group(const float* qkv, const std::vector<int>& offsets, int
       .execute(strm_, {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mv}, {DNNL_ARG_DST, mo}});
   strm_.wait();
   // Scatter heads back into rows [t, h*d .. (h+1)*d).
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (n > 32768)
   for (int c = 0; c < count; ++c) {
     for (int t = 0; t < len; ++t) {
       const long row = static_cast<long>(offsets[c]) + t;

@@ -18,7 +18,7 @@ extern const Kernels kKernels;
 
 namespace {
 const Kernels kGeneric{generic::layer_norm_impl, generic::attention_softmax_impl,
-                       generic::to_bf16_impl, "generic"};
+                       generic::attention_direct_impl, generic::to_bf16_impl, "generic"};
 }  // namespace
 
 const Kernels& generic_kernels() { return kGeneric; }

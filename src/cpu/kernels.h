@@ -21,6 +21,10 @@ struct Kernels {
   /// rows i < len: softmax over keys j < n (n = causal ? i + 1 : len) of s * scale, zeros for
   /// j >= n; rows i >= len become zeros (padding).
   void (*attention_softmax)(float* s, int mats, int tp, int len, float scale, bool causal);
+  /// Attention core computed directly, serially (for short sequences): qkv [rows, 3*width],
+  /// out [rows, width] float or bf16; each sequence attends within itself.
+  void (*attention_direct)(const float* qkv, const SeqSpan* seqs, int nseq, int width, int heads,
+                           bool causal, void* out, bool bf16);
   /// Round-to-nearest-even float -> bf16.
   void (*to_bf16)(const float* x, long n, uint16_t* y);
   const char* isa;
