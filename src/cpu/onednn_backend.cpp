@@ -53,7 +53,8 @@ class CpuBackend final : public nn::Backend {
     CS_CHECK_ARG(opt.precision == "fp32" || opt.precision == "bf16",
                  "cpu backend: unknown precision '", opt.precision, "' (expected fp32 or bf16)");
     CS_CHECK_ARG(opt.threads >= 0, "cpu backend: negative thread count ", opt.threads);
-    if (opt.threads > 0) omp_set_num_threads(opt.threads);
+    threads_ = opt.threads;
+    apply_threads();
     if (opt.precision == "bf16") {
       if (__builtin_cpu_supports("avx512bf16")) {
         bf16_ = true;
@@ -99,17 +100,20 @@ class CpuBackend final : public nn::Backend {
   void encode_images(const float* pixels, int n, float* out) override {
     CS_CHECK_ARG(n >= 0, "encode_images: negative batch size ", n);
     if (n == 0) return;
+    apply_threads();
     forward_images(pixels, n, out, /*gemm_only=*/false);
   }
 
   void encode_texts(const std::vector<std::vector<int32_t>>& ids, float* out) override {
     const std::vector<int> eot = nn::check_text_batch(cfg_, ids);
     if (ids.empty()) return;
+    apply_threads();
     forward_texts(&ids, eot, out, /*gemm_only=*/false);
   }
 
   bool run_gemms_only(bool image_tower, int batch, int text_tokens) override {
     CS_CHECK_ARG(batch > 0, "run_gemms_only: batch must be positive");
+    apply_threads();
     if (image_tower) {
       forward_images(nullptr, batch, nullptr, true);
     } else {
@@ -125,6 +129,12 @@ class CpuBackend final : public nn::Backend {
   std::string precision() const override { return bf16_ ? "bf16" : "fp32"; }
 
  private:
+  // The OpenMP thread count is a per-thread setting: apply it on the calling thread (the
+  // Engine may call from a worker thread other than the one that loaded the model).
+  void apply_threads() const {
+    if (threads_ > 0) omp_set_num_threads(threads_);
+  }
+
   struct Linear {
     int in = 0, out = 0;
     PostOp post = PostOp::kNone;
@@ -457,6 +467,7 @@ class CpuBackend final : public nn::Backend {
   dnnl::stream strm_;
   Attention attention_;
   bool bf16_ = false;
+  int threads_ = 0;
   dt act_dt_ = dt::f32;
   long act_size_ = 4;
   bool quick_gelu_ = false;

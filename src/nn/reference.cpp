@@ -1,5 +1,7 @@
 // Reference backend: open_clip's CLIP forward pass, one sequence at a time, with the plain
 // kernels of ref_kernels.h. Slow and obviously correct.
+#include <omp.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -14,11 +16,15 @@ namespace {
 
 class ReferenceBackend final : public Backend {
  public:
-  ReferenceBackend(const ModelConfig& cfg, std::shared_ptr<const WeightMap> weights)
-      : cfg_(cfg), weights_(std::move(weights)), w_(bind_clip_weights(cfg_, *weights_)) {}
+  ReferenceBackend(const ModelConfig& cfg, std::shared_ptr<const WeightMap> weights, int threads)
+      : cfg_(cfg),
+        weights_(std::move(weights)),
+        w_(bind_clip_weights(cfg_, *weights_)),
+        threads_(threads) {}
 
   void encode_images(const float* pixels, int n, float* out) override {
     CS_CHECK_ARG(n >= 0, "encode_images: negative batch size ", n);
+    if (threads_ > 0) omp_set_num_threads(threads_);  // per-thread setting: the caller's
     const VisionWeights& v = w_.vision;
     const int s = v.image_size, p = v.patch, g = v.grid, wd = v.shape.width;
     const int tokens = v.tokens();
@@ -52,6 +58,7 @@ class ReferenceBackend final : public Backend {
 
   void encode_texts(const std::vector<std::vector<int32_t>>& ids, float* out) override {
     const std::vector<int> eot = check_text_batch(cfg_, ids);
+    if (threads_ > 0) omp_set_num_threads(threads_);
     const TextWeights& t = w_.text;
     const int wd = t.shape.width;
     for (size_t r = 0; r < ids.size(); ++r) {
@@ -107,6 +114,7 @@ class ReferenceBackend final : public Backend {
   ModelConfig cfg_;
   std::shared_ptr<const WeightMap> weights_;  // keeps the views in w_ alive
   ClipWeights w_;
+  int threads_ = 0;
 };
 
 }  // namespace
@@ -117,7 +125,8 @@ std::unique_ptr<Backend> make_reference_backend(const ModelConfig& cfg,
   CS_CHECK_ARG(opt.precision == "fp32", "the reference backend computes in fp32 only, not '",
                opt.precision, "'");
   CS_CHECK_ARG(weights != nullptr, "make_reference_backend: no weights");
-  return std::make_unique<ReferenceBackend>(cfg, std::move(weights));
+  CS_CHECK_ARG(opt.threads >= 0, "reference backend: negative thread count ", opt.threads);
+  return std::make_unique<ReferenceBackend>(cfg, std::move(weights), opt.threads);
 }
 
 }  // namespace clipserve::nn
