@@ -240,16 +240,26 @@ std::u32string py_lower(std::u32string_view text) {
   return out;
 }
 
-std::u32string nfc(std::u32string_view text) {
-  // Text below U+0300 is always NFC.
-  bool trivial = true;
+// UAX #15 quick check for NFC from ICU's NFC_Quick_Check and combining classes: true when the
+// text is certainly NFC already (false means "maybe not", decided by the full normalizer).
+bool nfc_quick_check_yes(std::u32string_view text) {
+  uint8_t last_cc = 0;
   for (char32_t c : text) {
-    if (c >= 0x300) {
-      trivial = false;
-      break;
+    if (c < 0x300) {
+      last_cc = 0;
+      continue;
     }
+    const auto uc = static_cast<UChar32>(c);
+    const uint8_t cc = u_getCombiningClass(uc);
+    if (cc != 0 && last_cc > cc) return false;
+    if (u_getIntPropertyValue(uc, UCHAR_NFC_QUICK_CHECK) != UNORM_YES) return false;
+    last_cc = cc;
   }
-  if (trivial) return std::u32string(text);
+  return true;
+}
+
+std::u32string nfc(std::u32string_view text) {
+  if (nfc_quick_check_yes(text)) return std::u32string(text);
   return normalize(text, false);
 }
 
