@@ -46,12 +46,13 @@ int main(int argc, char** argv) {
           ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         }
         std::sort(ms.begin(), ms.end());
-        std::printf("{\"file\": \"%s\", \"mode\": \"%s\", \"median_ms\": %.4f, \"min_ms\": %.4f, "
-                    "\"reps\": %d}\n",
-                    path.c_str(), mode, ms[ms.size() / 2], ms[0], reps);
+        std::printf(
+            "{\"file\": \"%s\", \"mode\": \"%s\", \"median_ms\": %.4f, \"min_ms\": %.4f, "
+            "\"reps\": %d}\n",
+            path.c_str(), mode, ms[ms.size() / 2], ms[0], reps);
       } catch (const std::exception& e) {
-        std::printf("{\"file\": \"%s\", \"mode\": \"%s\", \"error\": \"%s\"}\n", path.c_str(),
-                    mode, e.what());
+        std::printf("{\"file\": \"%s\", \"mode\": \"%s\", \"error\": \"%s\"}\n", path.c_str(), mode,
+                    e.what());
       }
       std::fflush(stdout);
     }

@@ -3,8 +3,8 @@
 // decode_png_libpng is the plain reference; decode_png parses the chunks itself and inflates
 // with libdeflate in one call (much faster than zlib), falling back to libpng for interlaced
 // images and for anything it does not accept.
-#include <libdeflate.h>
 #include <emmintrin.h>
+#include <libdeflate.h>
 #include <png.h>
 
 #include <csetjmp>
@@ -231,7 +231,8 @@ void unfilter_row_fixed(int filter, const uint8_t* src, uint8_t* dst, const uint
       for (size_t i = 0; i < n; ++i) dst[i] = static_cast<uint8_t>(src[i] + prev[i]);
       break;
     case 3:
-      for (size_t i = 0; i < BPP && i < n; ++i) dst[i] = static_cast<uint8_t>(src[i] + (prev[i] >> 1));
+      for (size_t i = 0; i < BPP && i < n; ++i)
+        dst[i] = static_cast<uint8_t>(src[i] + (prev[i] >> 1));
       for (size_t i = BPP; i < n; ++i) {
         dst[i] = static_cast<uint8_t>(src[i] + ((dst[i - BPP] + prev[i]) >> 1));
       }
@@ -293,16 +294,20 @@ bool unfilter_row_sse2(int filter, const uint8_t* src, uint8_t* dst, const uint8
 void unfilter_row(int filter, int bpp, const uint8_t* src, uint8_t* dst, const uint8_t* prev,
                   size_t n) {
   switch (bpp) {
-    case 1: return unfilter_row_fixed<1>(filter, src, dst, prev, n);
-    case 2: return unfilter_row_fixed<2>(filter, src, dst, prev, n);
+    case 1:
+      return unfilter_row_fixed<1>(filter, src, dst, prev, n);
+    case 2:
+      return unfilter_row_fixed<2>(filter, src, dst, prev, n);
     case 3:
       if (unfilter_row_sse2<3>(filter, src, dst, prev, n)) return;
       return unfilter_row_fixed<3>(filter, src, dst, prev, n);
     case 4:
       if (unfilter_row_sse2<4>(filter, src, dst, prev, n)) return;
       return unfilter_row_fixed<4>(filter, src, dst, prev, n);
-    case 6: return unfilter_row_fixed<6>(filter, src, dst, prev, n);
-    default: return unfilter_row_fixed<8>(filter, src, dst, prev, n);
+    case 6:
+      return unfilter_row_fixed<6>(filter, src, dst, prev, n);
+    default:
+      return unfilter_row_fixed<8>(filter, src, dst, prev, n);
   }
 }
 
@@ -363,7 +368,7 @@ Image decode_png(std::span<const uint8_t> bytes, const DecodeOptions& opt,
   const size_t rowbytes = png_rowbytes(hdr.width, hdr.ctype, hdr.depth);
   const size_t expected = (rowbytes + 1) * static_cast<size_t>(hdr.height);
   raw.resize(expected + 8);  // + 8: the SSE2 unfilter reads 4 bytes per pixel
-  struct Release {  // don't keep huge buffers alive per thread
+  struct Release {           // don't keep huge buffers alive per thread
     ~Release() {
       if (raw.capacity() > kMaxKeptScratch) PixelBuffer().swap(raw);
       if (idat.capacity() > kMaxKeptScratch) PixelBuffer().swap(idat);
