@@ -126,7 +126,8 @@ bool libpng_run(std::span<const uint8_t> bytes, bool header_only, PngHeader* hdr
       png_create_read_struct(PNG_LIBPNG_VER_STRING, err, png_on_error, png_on_warning);
   if (png == nullptr) return false;
   png_infop info = png_create_info_struct(png);
-  png_bytep* rows = nullptr;
+  // volatile: assigned after setjmp and freed on the longjmp path.
+  png_bytep* volatile rows = nullptr;
   if (setjmp(err->jump)) {
     std::free(rows);
     png_destroy_read_struct(&png, &info, nullptr);
