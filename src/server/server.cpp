@@ -19,6 +19,9 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+// Client strings may hold invalid UTF-8 (multipart fields, echoed input): replace, never throw.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
@@ -53,7 +56,7 @@ void send_error(httplib::Response& res, int status, const std::string& type,
   res.status = status;
   if (status == 429 || status == 503) res.set_header("Retry-After", "1");
   json body = {{"error", {{"message", message}, {"type", type}, {"code", status}}}};
-  res.set_content(body.dump(), "application/json");
+  res.set_content(dump(body), "application/json");
 }
 
 const char* type_for_status(int status) {
@@ -185,7 +188,7 @@ std::string timings_json(const StageTimings& t) {
             {"total_ms", ms_since(t_ctx.start)},
             {"batches", t.batches},
             {"max_batch", t.max_batch}};
-  return j.dump();
+  return dump(j);
 }
 
 void set_server_timing(httplib::Response& res, const StageTimings& t) {
@@ -226,7 +229,7 @@ void respond(const httplib::Request& req, httplib::Response& res, std::string bo
   res.set_content(std::move(body), "application/json");
 }
 
-std::string quoted(const std::string& s) { return json(s).dump(); }
+std::string quoted(const std::string& s) { return dump(json(s)); }
 
 // Images of a multipart form: every part with a file name, in field order.
 std::vector<ImageInput> multipart_images(const httplib::Request& req) {
@@ -391,7 +394,7 @@ void Server::install_routes() {
               {"context_length", c.text.context_length},
               {"ready", engine_.ready()}};
     json body = {{"object", "list"}, {"data", json::array({m})}};
-    res.set_content(body.dump(), "application/json");
+    res.set_content(dump(body), "application/json");
   });
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(engine_.metrics_text(), "text/plain; version=0.0.4");
@@ -635,12 +638,12 @@ void Server::install_routes() {
         json out = {
             {"model", engine_.model_id()}, {"results", results}, {"text_encoded", c.text_encoded}};
         if (!q.label_set.empty()) out["labelset"] = q.label_set;
-        respond(req, res, out.dump(), c.timings, want_timings(req, have_json ? &body : nullptr));
+        respond(req, res, dump(out), c.timings, want_timings(req, have_json ? &body : nullptr));
       });
 
   http_->Get("/labelsets", [this](const httplib::Request&, httplib::Response& res) {
     json body = {{"labelsets", engine_.label_set_names()}};
-    res.set_content(body.dump(), "application/json");
+    res.set_content(dump(body), "application/json");
   });
   http_->Put(R"(/labelsets/([^/]+))",
              [this, require_ready](const httplib::Request& req, httplib::Response& res) {
@@ -659,14 +662,14 @@ void Server::install_routes() {
                            {"templates", info ? info->templates.size() : 0},
                            {"replaced", replaced}};
                res.status = replaced ? 200 : 201;
-               res.set_content(out.dump(), "application/json");
+               res.set_content(dump(out), "application/json");
              });
   http_->Get(R"(/labelsets/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];
     auto info = engine_.get_label_set(name);
     if (!info) CS_THROW(kNotFound, "label set '", name, "' is not registered");
     json out = {{"name", name}, {"labels", info->labels}, {"templates", info->templates}};
-    res.set_content(out.dump(), "application/json");
+    res.set_content(dump(out), "application/json");
   });
   http_->Delete(R"(/labelsets/([^/]+))",
                 [this](const httplib::Request& req, httplib::Response& res) {
@@ -674,7 +677,7 @@ void Server::install_routes() {
                   if (!engine_.delete_label_set(name)) {
                     CS_THROW(kNotFound, "label set '", name, "' is not registered");
                   }
-                  res.set_content(json({{"deleted", name}}).dump(), "application/json");
+                  res.set_content(dump(json({{"deleted", name}})), "application/json");
                 });
 }
 
