@@ -28,6 +28,9 @@ struct PreprocessOptions {
   bool apply_exif_orientation = false;
   /// Decompression-bomb guard: images with more pixels are rejected (Pillow: 2 x 89,478,485).
   uint64_t max_pixels = 2ull * 89478485ull;
+  /// Use the plain reference implementation (full decode, full resize, then crop): slow, for
+  /// tests. The default path gives bit-identical results.
+  bool reference = false;
 
   static PreprocessOptions from(const PreprocessConfig& cfg);
 };
@@ -37,5 +40,14 @@ struct PreprocessOptions {
 void preprocess_image(std::span<const uint8_t> bytes, const PreprocessOptions& opt, float* out,
                       const std::string& name = "<memory>");
 std::vector<float> preprocess_file(const std::string& path, const PreprocessOptions& opt);
+
+/// The S x S x 3 uint8 RGB crop (rows, columns, RGB) that ToTensor/Normalize turn into the
+/// tensor: for callers that normalize elsewhere (e.g. on a GPU). Same errors as above.
+std::vector<uint8_t> preprocess_image_rgb8(std::span<const uint8_t> bytes,
+                                           const PreprocessOptions& opt,
+                                           const std::string& name = "<memory>");
+/// ToTensor + Normalize of an S x S x 3 uint8 crop into 3 x S x S float32, exactly as
+/// torchvision computes it ((u / 255.f - mean) / std, a true float32 division).
+void normalize_rgb8(const uint8_t* rgb, const PreprocessOptions& opt, float* out);
 
 }  // namespace clipserve

@@ -15,12 +15,14 @@ namespace clipserve {
 
 struct VisionConfig {
   int image_size = 224;
-  int patch_size = 32;
+  int patch_size = 16;  ///< open_clip's CLIPVisionCfg default
   int width = 768;
   int layers = 12;
   int head_width = 64;  ///< heads = width / head_width (open_clip's rule)
   float mlp_ratio = 4.0f;
   int heads() const { return width / head_width; }
+  /// MLP hidden width: int(width * mlp_ratio) as open_clip computes it.
+  int mlp_width() const { return static_cast<int>(width * static_cast<double>(mlp_ratio)); }
   int grid() const { return image_size / patch_size; }
   int tokens() const { return grid() * grid() + 1; }
 };
@@ -32,6 +34,8 @@ struct TextConfig {
   int heads = 8;
   int layers = 12;
   float mlp_ratio = 4.0f;
+  int head_width() const { return width / heads; }
+  int mlp_width() const { return static_cast<int>(width * static_cast<double>(mlp_ratio)); }
 };
 
 /// open_clip's eval transform parameters (`preprocess_cfg`).
@@ -45,7 +49,7 @@ struct PreprocessConfig {
 };
 
 struct ModelConfig {
-  std::string name;  ///< arch name or the config file path
+  std::string name;  ///< arch name or the config file path (not serialized)
   int embed_dim = 512;
   bool quick_gelu = false;
   VisionConfig vision;
@@ -59,10 +63,21 @@ std::vector<std::string> builtin_model_names();
 /// Throws Error(kNotFound) for an unknown name, listing the known ones.
 ModelConfig builtin_model_config(const std::string& name);
 /// Parses `{"model_cfg": {...}, "preprocess_cfg": {...}}` or a bare model_cfg object.
-/// Throws Error(kInvalidArgument) naming `source` and the bad field.
+/// Missing fields take open_clip's defaults (CLIPVisionCfg / CLIPTextCfg); preprocess
+/// size defaults to the vision image_size. Throws Error(kInvalidArgument) naming `source`
+/// and the bad field, Error(kUnsupported) for architecture options clipserve does not
+/// implement (timm / HF towers, attentional pooling, layer scale, ...).
 ModelConfig parse_model_config(const std::string& json_text, const std::string& source);
+/// Reads and parses a config file; throws Error(kNotFound) when the file is missing.
 ModelConfig load_model_config(const std::string& path);
-/// Serializes to the open_clip_config.json layout.
+/// Serializes to the open_clip_config.json layout (`model_cfg` + `preprocess_cfg`,
+/// 2-space indent); parse_model_config(model_config_to_json(c)) == c.
 std::string model_config_to_json(const ModelConfig& cfg);
+
+bool operator==(const VisionConfig& a, const VisionConfig& b);
+bool operator==(const TextConfig& a, const TextConfig& b);
+bool operator==(const PreprocessConfig& a, const PreprocessConfig& b);
+/// Compares the architecture and preprocessing (not `name`).
+bool operator==(const ModelConfig& a, const ModelConfig& b);
 
 }  // namespace clipserve

@@ -26,6 +26,11 @@ class WeightMap {
  public:
   /// `source` names the file(s) in error messages.
   explicit WeightMap(std::string source = "<memory>") : source_(std::move(source)) {}
+  // Views point into owned buffers and mappings: moving keeps them valid, copying would not.
+  WeightMap(const WeightMap&) = delete;
+  WeightMap& operator=(const WeightMap&) = delete;
+  WeightMap(WeightMap&&) = default;
+  WeightMap& operator=(WeightMap&&) = default;
 
   /// Returns the tensor's data; throws Error(kInvalidArgument) naming the source and the
   /// tensor when it is missing or its shape differs from `expected`.
@@ -35,6 +40,7 @@ class WeightMap {
   std::vector<std::string> names() const;
   size_t size() const { return tensors_.size(); }
   const std::string& source() const { return source_; }
+  void set_source(std::string source) { source_ = std::move(source); }
 
   void add_owned(const std::string& name, std::vector<int64_t> shape, std::vector<float> data);
   /// `data` must stay valid as long as this map: pass the owner as `keepalive`.
