@@ -7,8 +7,10 @@
 #include <thread>
 
 #include "clipserve/engine.h"
+#include "clipserve/image.h"
+#include "clipserve/tokenizer.h"
 #include "engine/metrics.h"
-#include "engine_fakes.h"
+#include "engine_testing.h"
 
 namespace clipserve {
 namespace {
@@ -413,6 +415,85 @@ TEST(Metrics, RendersPrometheusText) {
   EXPECT_NE(s.find("h_seconds_bucket{le=\"1\"} 2\n"), std::string::npos);
   EXPECT_NE(s.find("h_seconds_bucket{le=\"+Inf\"} 3\n"), std::string::npos);
   EXPECT_NE(s.find("h_seconds_count 3\n"), std::string::npos);
+}
+
+// --- The real synthetic tiny model: engine results equal the library's own pieces. ---
+
+std::vector<float> unit(std::vector<float> v) {
+  double s = 0;
+  for (float x : v) s += double(x) * x;
+  for (float& x : v) x = static_cast<float>(x / std::sqrt(s));
+  return v;
+}
+
+TEST(EngineTinyModel, EmbeddingsMatchTheLibrary) {
+  const std::string dir = test::tiny_model_dir();
+  EngineOptions opt;
+  opt.max_batch = 4;
+  auto engine = Engine::load(dir, opt);
+  ASSERT_TRUE(engine->ready());
+  EXPECT_EQ(engine->model_id(), "tiny");
+  auto enc = Encoder::load(dir, {});
+  const int dim = enc->embed_dim();
+
+  const auto jpeg = test::read_bytes(test::data_dir() + "/engine/photo_640x425.jpg");
+  ASSERT_GT(jpeg.size(), 1000u);
+  std::vector<float> px(3 * 224 * 224), want_i(dim);
+  preprocess_image(jpeg, PreprocessOptions::from(enc->config().preprocess), px.data(), "photo");
+  enc->encode_images(px.data(), 1, want_i.data());
+  std::vector<float> want_t(dim);
+  enc->encode_texts({Tokenizer::get().encode("a photo of a dog.").ids}, want_t.data());
+
+  // Eight concurrent single-image requests (batched by the engine) and texts.
+  std::vector<std::future<Embeddings>> imgs;
+  for (int i = 0; i < 8; ++i) imgs.push_back(engine->submit_images({ImageInput::encoded(jpeg)}));
+  auto t = engine->embed_texts({"a photo of a dog."});
+  for (auto& f : imgs) {
+    auto e = f.get();
+    EXPECT_GE(test::cosine({e.row(0), size_t(dim)}, unit(want_i)), 0.99999);
+  }
+  EXPECT_GE(test::cosine({t.row(0), size_t(dim)}, unit(want_t)), 0.99999);
+  auto raw = engine->embed_images({ImageInput::preprocessed(px)}, /*normalize=*/false);
+  EXPECT_LE(test::max_abs_diff({raw.row(0), size_t(dim)}, want_i), 1e-5f);
+}
+
+TEST(EngineTinyModel, ClassifyMatchesOpenClipRecipeOnLibraryFeatures) {
+  const std::string dir = test::tiny_model_dir();
+  auto engine = Engine::load(dir, {});
+  auto enc = Encoder::load(dir, {});
+  const int dim = enc->embed_dim();
+  const auto jpeg = test::read_bytes(test::data_dir() + "/engine/photo_640x425.jpg");
+  const std::vector<std::string> labels{"dog", "cat", "mountain"};
+  const auto& templates = Engine::imagenet_templates();
+  LabelQuery q{"", labels, templates, 0};
+  auto res = engine->classify({ImageInput::encoded(jpeg)}, q);
+  EXPECT_EQ(res.text_encoded, 240);
+
+  std::vector<float> px(3 * 224 * 224), x(dim);
+  preprocess_image(jpeg, PreprocessOptions::from(enc->config().preprocess), px.data(), "photo");
+  enc->encode_images(px.data(), 1, x.data());
+  x = unit(x);
+  std::vector<double> logits;
+  for (const auto& l : labels) {
+    std::vector<double> w(dim, 0.0);
+    for (const auto& t : templates) {
+      std::vector<float> f(dim);
+      enc->encode_texts({Tokenizer::get().encode(Engine::apply_template(t, l)).ids}, f.data());
+      f = unit(f);
+      for (int d = 0; d < dim; ++d) w[d] += f[d] / templates.size();
+    }
+    double n = 0, c = 0;
+    for (double v : w) n += v * v;
+    for (int d = 0; d < dim; ++d) c += x[d] * w[d] / std::sqrt(n);
+    logits.push_back(enc->logit_scale() * c);
+  }
+  double mx = *std::max_element(logits.begin(), logits.end()), sum = 0;
+  for (double v : logits) sum += std::exp(v - mx);
+  for (const auto& s : res.images[0]) {
+    const size_t l = std::find(labels.begin(), labels.end(), s.label) - labels.begin();
+    ASSERT_LT(l, labels.size());
+    EXPECT_NEAR(s.prob, std::exp(logits[l] - mx) / sum, 1e-4) << s.label;
+  }
 }
 
 }  // namespace

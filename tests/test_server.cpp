@@ -1,5 +1,5 @@
 // HTTP server tests: a real server on a free port, spoken to over HTTP with cpp-httplib's
-// client. The engine runs on the hash-based test encoder (engine_fakes.h), so results are
+// client. The engine runs on the hash-based test encoder (engine_testing.h), so results are
 // checked against the library's own answers for the same inputs.
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -8,7 +8,9 @@
 #include <thread>
 
 #include "clipserve/engine.h"
-#include "engine_fakes.h"
+#include "clipserve/image.h"
+#include "clipserve/tokenizer.h"
+#include "engine_testing.h"
 #include "server/codec.h"
 #include "server/server.h"
 
@@ -29,6 +31,16 @@ class ServerTest : public ::testing::Test {
     if (warm) engine_->warm_up();
     sopt.port = 0;
     sopt.http_threads = 16;
+    server_ = std::make_unique<server::Server>(*engine_, sopt);
+    port_ = server_->bind();
+    thread_ = std::thread([this] { server_->run(); });
+  }
+  void start_real() {
+    EngineOptions eopt;
+    eopt.max_batch = 4;
+    engine_ = Engine::load(test::tiny_model_dir(), eopt);
+    server::ServerOptions sopt;
+    sopt.port = 0;
     server_ = std::make_unique<server::Server>(*engine_, sopt);
     port_ = server_->bind();
     thread_ = std::thread([this] { server_->run(); });
@@ -447,6 +459,47 @@ TEST_F(ServerTest, StopDrainsRequestsInFlight) {
   thread_.join();  // run() returned
   EXPECT_EQ(status, 200);
   EXPECT_FALSE(client().Get("/health/live"));  // no longer listening
+}
+
+std::vector<float> unit(std::vector<float> v) {
+  double s = 0;
+  for (float x : v) s += double(x) * x;
+  for (float& x : v) x = static_cast<float>(x / std::sqrt(s));
+  return v;
+}
+
+TEST_F(ServerTest, TinyModelResultsEqualTheLibrary) {
+  start_real();
+  auto enc = Encoder::load(test::tiny_model_dir(), {});
+  const int dim = enc->embed_dim();
+  const auto jpeg = test::read_bytes(test::data_dir() + "/engine/photo_640x425.jpg");
+  std::vector<float> px(3 * 224 * 224), img(dim), txt(dim);
+  preprocess_image(jpeg, PreprocessOptions::from(enc->config().preprocess), px.data(), "photo");
+  enc->encode_images(px.data(), 1, img.data());
+  enc->encode_texts({Tokenizer::get().encode("a diagram").ids}, txt.data());
+  img = unit(img);
+  txt = unit(txt);
+
+  auto c = client();
+  auto r = c.Post("/v1/embeddings", R"({"input":"a diagram","model":"tiny"})", "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_GE(test::cosine(floats(body_of(r)["data"][0]["embedding"]), txt), 0.99999);
+  EXPECT_EQ(body_of(r)["usage"]["prompt_tokens"], 4);
+
+  r = c.Post("/embed", std::string(jpeg.begin(), jpeg.end()), "image/jpeg");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_GE(test::cosine(floats(body_of(r)["image_embeddings"][0]), img), 0.99999);
+
+  r = c.Post("/classify?labels=dog,cat", std::string(jpeg.begin(), jpeg.end()), "image/jpeg");
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto want = engine_->classify({ImageInput::encoded(jpeg)}, LabelQuery{"", {"dog", "cat"}, {}, 0});
+  const json j = body_of(r);
+  const auto& got = j["results"][0]["labels"];
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(got[i]["label"], want.images[0][i].label);
+    EXPECT_NEAR(got[i]["prob"].get<float>(), want.images[0][i].prob, 1e-6);
+  }
+  expect_error(c.Post("/embed", "not a jpeg at all", "image/jpeg"), 400, "body");
 }
 
 }  // namespace

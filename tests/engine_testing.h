@@ -1,19 +1,24 @@
-// Test doubles for engine and server tests: an Encoder whose "embeddings" are a hash of its
-// input (deterministic, NOT a model), and matching fake tokenize / preprocess front-ends.
+// Engine and server test helpers: test doubles (an Encoder whose "embeddings" are a hash of its
+// input: deterministic, NOT a model; matching fake tokenize / preprocess front-ends) and the
+// real synthetic tiny model generated with `clipserve synth-model`.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "clipserve/encoder.h"
 #include "clipserve/engine.h"
 #include "clipserve/error.h"
+#include "testing.h"
 
 namespace clipserve::test {
 
@@ -153,6 +158,24 @@ inline EngineFrontends fake_frontends() {
     if (decode_ms) *decode_ms = 0.001;
   };
   return fe;
+}
+
+/// A synthetic tiny model (tests/data/engine/tiny_config.json, seed 0: the weights of
+/// ../shared/fixtures/models/tiny) generated once per test process with the CLI.
+inline const std::string& tiny_model_dir() {
+  static const std::string dir = [] {
+    const std::string d = temp_dir() + "/tiny";
+    auto [rc, out] = run_command(cli_path() + " synth-model --config " + data_dir() +
+                                 "/engine/tiny_config.json --seed 0 --out " + d + " 2>&1");
+    if (rc != 0) throw std::runtime_error("clipserve synth-model failed: " + out);
+    return d;
+  }();
+  return dir;
+}
+
+inline std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
 }
 
 }  // namespace clipserve::test
