@@ -82,24 +82,23 @@ ModelFormat detect_model_format(const std::string& dir) {
            "config.json with model.safetensors or pytorch_model.bin)");
 }
 
+ModelConfig load_model_dir_config(const std::string& dir) {
+  ModelFormat fmt = detect_model_format(dir);
+  if (fmt == ModelFormat::kOpenClipSafetensors || fmt == ModelFormat::kOpenClipTorch) {
+    CS_CHECK_ARG(exists(dir + "/open_clip_config.json"), dir,
+                 ": open_clip_config.json is missing (needed to know the architecture)");
+    return load_model_config(dir + "/open_clip_config.json");
+  }
+  std::string pre = exists(dir + "/preprocessor_config.json")
+                        ? read_file_text(dir + "/preprocessor_config.json")
+                        : std::string();
+  return parse_hf_clip_config(read_file_text(dir + "/config.json"), dir + "/config.json", pre);
+}
+
 LoadedModel load_model_dir(const std::string& dir,
                            const std::optional<ModelConfig>& config_override) {
   ModelFormat fmt = detect_model_format(dir);
-  const bool open_clip =
-      fmt == ModelFormat::kOpenClipSafetensors || fmt == ModelFormat::kOpenClipTorch;
-  ModelConfig cfg;
-  if (config_override) {
-    cfg = *config_override;
-  } else if (open_clip) {
-    CS_CHECK_ARG(exists(dir + "/open_clip_config.json"), dir,
-                 ": open_clip_config.json is missing (needed to know the architecture)");
-    cfg = load_model_config(dir + "/open_clip_config.json");
-  } else {
-    std::string pre = exists(dir + "/preprocessor_config.json")
-                          ? read_file_text(dir + "/preprocessor_config.json")
-                          : std::string();
-    cfg = parse_hf_clip_config(read_file_text(dir + "/config.json"), dir + "/config.json", pre);
-  }
+  ModelConfig cfg = config_override ? *config_override : load_model_dir_config(dir);
   WeightMap w;
   switch (fmt) {
     case ModelFormat::kOpenClipSafetensors:
@@ -181,6 +180,11 @@ ResolvedModel resolve_model(const std::string& name, const HubOptions& opt) {
   }
   r.description = name;
   return r;
+}
+
+ModelConfig load_model_config_for(const std::string& name) {
+  ResolvedModel r = resolve_model(name, hub_options_from_env());
+  return r.config ? *r.config : load_model_dir_config(r.dir);
 }
 
 LoadedModel load_model(const std::string& name) { return load_model(name, hub_options_from_env()); }

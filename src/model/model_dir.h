@@ -38,6 +38,9 @@ ModelFormat detect_model_format(const std::string& dir);
 LoadedModel load_model_dir(const std::string& dir,
                            const std::optional<ModelConfig>& config_override = std::nullopt);
 
+/// The config of a directory in any supported format (no weights are read).
+ModelConfig load_model_dir_config(const std::string& dir);
+
 /// A model name made local: the directory holding its files and, for ARCH/TAG names, the
 /// config open_clip would build for it.
 struct ResolvedModel {
@@ -48,6 +51,9 @@ struct ResolvedModel {
 /// Resolves a model argument (see parse_model_name), downloading missing files into the
 /// hub cache. Errors name the model and the files tried.
 ResolvedModel resolve_model(const std::string& name, const HubOptions& opt);
+
+/// The config a model name resolves to (files downloaded if needed, weights not read).
+ModelConfig load_model_config_for(const std::string& name);
 
 /// resolve_model + load_model_dir, with options from the environment by default.
 LoadedModel load_model(const std::string& name);
