@@ -2,10 +2,10 @@
 // own cache is warm after its first call). Reports strings/s; run with --benchmark_repetitions=N
 // and read the median.
 #include <benchmark/benchmark.h>
-#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>

@@ -123,6 +123,10 @@ TEST(TokenizerFtfy, Mojibake) {
   EXPECT_EQ(ftfy("\u041F\u0440\u0438\u0432\u0435\u0442"), "\u041F\u0440\u0438\u0432\u0435\u0442");
   EXPECT_FALSE(text::ftfy_is_bad(decode_utf8("\u00C5ngstr\u00F6m")));
   EXPECT_TRUE(text::ftfy_is_bad(decode_utf8("s\u00C3\u00B3")));
+  // Category members above U+2600 count too: 'ﬂ' is an accented lower-case letter for ftfy, and
+  // "ﬂ¢" is MacRoman mojibake of U+07E2.
+  EXPECT_TRUE(text::ftfy_is_bad(decode_utf8("\uFB02\u00A2")));
+  EXPECT_EQ(ftfy("\uFB02\u00A2"), "\u07E2");
 }
 
 TEST(TokenizerFtfy, CharacterFixes) {

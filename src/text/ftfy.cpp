@@ -5,6 +5,7 @@
 
 #include <unicode/ucnv.h>
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <optional>
@@ -147,11 +148,14 @@ struct FtfyData {
   std::vector<uint32_t> categories;  // for code points < kCategoryTableSize
   std::array<std::u32string, 0xFFF0 - 0xFF01> width_map;
 
+  std::unordered_map<char32_t, uint32_t> high_categories;  // members >= kCategoryTableSize
+  char32_t high_min = 0x110000, high_max = 0;
+
   uint32_t category(char32_t c) const {
     if (c < kCategoryTableSize) return categories[c];
-    if (c == 0xF8FF) return kStartPunct;
-    if (c == 0xFFFD) return kBad;
-    return 0;
+    if (c < high_min || c > high_max) return 0;
+    auto it = high_categories.find(c);
+    return it == high_categories.end() ? 0 : it->second;
   }
 };
 
@@ -176,22 +180,25 @@ FtfyData* build_data() {
   }
 
   d->categories.assign(kCategoryTableSize, 0);
-  for (const CategoryDef& def : kCategoryDefs) {
-    for (char32_t c : def.chars) {
-      if (c < kCategoryTableSize) d->categories[c] |= def.category;
+  auto mark = [&](char32_t c, uint32_t cat) {
+    if (c < kCategoryTableSize) {
+      d->categories[c] |= cat;
+    } else {
+      d->high_categories[c] |= cat;
+      d->high_min = std::min(d->high_min, c);
+      d->high_max = std::max(d->high_max, c);
     }
+  };
+  for (const CategoryDef& def : kCategoryDefs) {
+    for (char32_t c : def.chars) mark(c, def.category);
     for (size_t i = 0; i + 1 < def.ranges.size(); i += 2) {
-      for (char32_t c = def.ranges[i]; c <= def.ranges[i + 1]; ++c)
-        d->categories[c] |= def.category;
+      for (char32_t c = def.ranges[i]; c <= def.ranges[i + 1]; ++c) mark(c, def.category);
     }
   }
   // UTF-8 clues: the characters that UTF-8 lead / continuation bytes become when decoded with
   // the Latin-1-like code pages ftfy looks for inside otherwise good text.
   const CodecId clue_codecs[] = {kLatin1,     kSloppy1252, kSloppy1251, kSloppy1250,
                                  kSloppy1253, kSloppy1254, kSloppy1257};
-  auto mark = [&](char32_t c, uint32_t cat) {
-    if (c < kCategoryTableSize) d->categories[c] |= cat;
-  };
   for (CodecId id : clue_codecs) {
     const ByteCodec& codec = d->codecs[id];
     for (int b = 0x80; b < 0xC0; ++b) {
