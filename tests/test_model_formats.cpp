@@ -351,6 +351,19 @@ TEST(Unpickler, ValidatesStoragesAndArchives) {
                            "short.pt");
   });
   EXPECT_NE(e.find("holds 16 bytes"), std::string::npos) << e;
+  // Zero strides would let a 4-element storage claim 2^30 elements (found by the fuzzer as a
+  // slow input): refused before any allocation.
+  Pickle bcast;
+  bcast.ordered_dict()
+      .op('(')
+      .str("w")
+      .tensor("0", 4, 0, {1 << 20, 1 << 10}, {0, 0})
+      .op('u')
+      .op('.');
+  e = error_of([&] {
+    parse_torch_checkpoint(archive(bcast.b, {{"archive/data/0", floats({0, 1, 2, 3})}}), "b.pt");
+  });
+  EXPECT_NE(e.find("elements but its storage only 4"), std::string::npos) << e;
   // TorchScript archives (OpenAI's original .pt files) are recognized and refused.
   ErrorCode code{};
   e = error_of(

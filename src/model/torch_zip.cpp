@@ -588,6 +588,10 @@ WeightMap parse_torch_checkpoint(std::span<const uint8_t> f, const std::string& 
       expect_stride *= std::max<int64_t>(val->size[d], 1);
       if (val->size[d] > 0) extent += (val->size[d] - 1) * val->stride[d];
     }
+    // More elements than the storage holds needs zero strides (broadcast views), which no
+    // saved state dict has; refusing them also bounds the work to the file's size.
+    CS_CHECK_ARG(numel <= st.numel, src, ": tensor '", name, "' has ", numel,
+                 " elements but its storage only ", st.numel);
     CS_CHECK_ARG(numel == 0 || val->offset + extent < st.numel, src, ": tensor '", name,
                  "' (offset ", val->offset, ", shape and strides) reaches past its storage of ",
                  st.numel, " elements");
