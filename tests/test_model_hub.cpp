@@ -69,8 +69,9 @@ class FakeHub {
   };
   std::string commit = "0123456789abcdef0123456789abcdef01234567";
   std::map<std::string, std::map<std::string, File>> repos;  // repo -> file -> content
-  std::string required_token;           // non-empty: repos need "Authorization: Bearer <it>"
-  std::atomic<int64_t> drop_after{-1};  // next CDN body stops after this many bytes
+  std::map<std::string, std::string> renamed;  // old repo id -> new (relative 307 redirect)
+  std::string required_token;                  // non-empty: repos need "Authorization: Bearer <it>"
+  std::atomic<int64_t> drop_after{-1};         // next CDN body stops after this many bytes
   std::atomic<int> requests{0};
   std::mutex mu;
   std::vector<std::string> log;  // "METHOD path range"
@@ -221,6 +222,11 @@ class FakeHub {
     }
     std::string repo = path.substr(1, r - 1);
     std::string rest = path.substr(r + 9);
+    if (auto ren = renamed.find(repo); ren != renamed.end()) {
+      respond(c, 307, "Temporary Redirect", {{"Location", "/" + ren->second + "/resolve/" + rest}},
+              "", head);
+      return;
+    }
     std::string file = rest.substr(rest.find('/') + 1);
     auto it = repos.find(repo);
     if (it == repos.end()) {
@@ -299,6 +305,17 @@ TEST_F(HubFixture, DownloadsIntoHfCacheLayout) {
   // A git-tracked file (no redirect) is verified against its git blob sha1.
   HubFile c = hub_download("org/tiny", "open_clip_config.json", "main", opt);
   EXPECT_EQ(read_file_text(c.path), config);
+}
+
+TEST_F(HubFixture, FollowsRelativeRedirectsOfRenamedRepositories) {
+  hub.renamed["org/old-name"] = "org/tiny";
+  HubFile f = hub_download("org/old-name", "open_clip_model.safetensors", "main", opt);
+  EXPECT_EQ(read_file_text(f.path), weights);
+  EXPECT_NE(f.path.find("models--org--old-name"), std::string::npos) << f.path;
+  auto log = hub.take_log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[0], "HEAD /org/old-name/resolve/main/open_clip_model.safetensors");
+  EXPECT_EQ(log[1], "HEAD /org/tiny/resolve/main/open_clip_model.safetensors");
 }
 
 TEST_F(HubFixture, SecondRunMakesNoRequest) {
