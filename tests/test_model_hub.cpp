@@ -318,6 +318,23 @@ TEST_F(HubFixture, FollowsRelativeRedirectsOfRenamedRepositories) {
   EXPECT_EQ(log[1], "HEAD /org/tiny/resolve/main/open_clip_model.safetensors");
 }
 
+TEST_F(HubFixture, ConcurrentDownloadsOfOneBlobFetchItOnce) {
+  // Both callers HEAD; the blob lock lets one download while the other waits and reuses it.
+  std::vector<std::string> paths(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      paths[i] = hub_download("org/tiny", "open_clip_model.safetensors", "main", opt).path;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& p : paths) EXPECT_EQ(read_file_text(p), weights);
+  int gets = 0;
+  for (const auto& line : hub.take_log()) gets += line.rfind("GET /cdn/", 0) == 0;
+  EXPECT_EQ(gets, 1);
+  EXPECT_TRUE(fs::exists(opt.cache_dir + "/.locks/models--org--tiny"));
+}
+
 TEST_F(HubFixture, SecondRunMakesNoRequest) {
   hub_download("org/tiny", "open_clip_model.safetensors", "main", opt);
   int before = hub.requests.load();
