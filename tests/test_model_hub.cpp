@@ -471,6 +471,16 @@ TEST_F(HubFixture, LoadModelFromHfHubName) {
   EXPECT_EQ(hub.requests.load(), before);
 }
 
+TEST_F(HubFixture, LoadModelDirAcceptsNamesWithEnvironmentOptions) {
+  ::setenv("HF_ENDPOINT", opt.endpoint.c_str(), 1);
+  ::setenv("HF_HUB_CACHE", opt.cache_dir.c_str(), 1);
+  LoadedModel m = load_model_dir("hf-hub:org/tiny");
+  ::unsetenv("HF_ENDPOINT");
+  ::unsetenv("HF_HUB_CACHE");
+  EXPECT_TRUE(m.config == tiny_config());
+  EXPECT_TRUE(fs::exists(opt.cache_dir + "/models--org--tiny/refs/main"));
+}
+
 TEST_F(HubFixture, PretrainedTagUsesTableRepoConfigAndTorchFallback) {
   // ViT-B-32/openai lives in timm/vit_base_patch32_clip_224.openai with QuickGELU. Serve only
   // the torch .bin there: the resolver falls back to it after the safetensors 404.
