@@ -9,6 +9,7 @@
 
 #include "clipserve/error.h"
 #include "core/file.h"
+#include "core/npy.h"
 #include "model/hf_format.h"
 #include "model/layout.h"
 #include "model/model_dir.h"
@@ -83,6 +84,43 @@ TEST(Formats, AllFourFormatsLoadToIdenticalWeights) {
                                            " --to open_clip --out " + back + " 2>&1");
       ASSERT_EQ(rc2, 0) << log2;
       expect_same_weights(load_model_dir(back).weights, ref.weights);
+    }
+  }
+}
+
+// End to end through `clipserve embed` (when the build has it): the same weights in every
+// format give bit-identical image and text embeddings.
+TEST(Formats, EveryFormatGivesIdenticalEmbeddings) {
+  auto [hrc, help] = test::run_command(test::cli_path() + " --help 2>&1");
+  if (help.find("  embed ") == std::string::npos)
+    GTEST_SKIP() << "no `clipserve embed` in this build";
+  ModelConfig cfg = small_config(true);
+  std::string base = test::temp_dir();
+  write_synthetic_model(cfg, 5, base + "/open_clip");
+  std::vector<float> pixels(3 * 64 * 64);
+  for (size_t i = 0; i < pixels.size(); ++i)
+    pixels[i] = static_cast<float>((i * 37) % 101) / 50.f - 1.f;
+  write_npy_f32(base + "/img.npy", pixels, {3, 64, 64});
+  std::vector<float> ref;
+  for (const char* to : {"open_clip", "open_clip_torch", "hf", "hf_torch"}) {
+    SCOPED_TRACE(to);
+    std::string dir = base + "/open_clip";
+    if (std::string(to) != "open_clip") {
+      dir = base + "/" + to;
+      auto [rc, log] = test::run_command(test::cli_path() + " convert " + base +
+                                         "/open_clip --to " + to + " --out " + dir + " 2>&1");
+      ASSERT_EQ(rc, 0) << log;
+    }
+    std::string out = base + "/" + to + ".npy";
+    auto [rc, log] = test::run_command(test::cli_path() + " embed --model " + dir + " --out " +
+                                       out + " " + base + "/img.npy 'text:a photo of a cat' 2>&1");
+    ASSERT_EQ(rc, 0) << log;
+    std::vector<float> e = read_npy(out).to_f32();
+    ASSERT_EQ(e.size(), 2u * cfg.embed_dim);
+    if (ref.empty()) {
+      ref = e;
+    } else {
+      EXPECT_EQ(e, ref);
     }
   }
 }
