@@ -95,6 +95,7 @@ TEST(Formats, EveryFormatGivesIdenticalEmbeddings) {
   if (help.find("  embed ") == std::string::npos)
     GTEST_SKIP() << "no `clipserve embed` in this build";
   ModelConfig cfg = small_config(true);
+  cfg.text.vocab_size = 49408;  // real token ids
   std::string base = test::temp_dir();
   write_synthetic_model(cfg, 5, base + "/open_clip");
   std::vector<float> pixels(3 * 64 * 64);
