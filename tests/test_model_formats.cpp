@@ -424,6 +424,9 @@ TEST(Unpickler, ValidatesStoragesAndArchives) {
   write_torch_checkpoint(path, ts);
   auto bytes = read_file_bytes(path);
   expect_same_weights(parse_torch_checkpoint(bytes, "whole"), w);
+  WeightMap mapped = load_torch_checkpoint(path);  // from a file: zero-copy views
+  expect_same_weights(mapped, w);
+  EXPECT_TRUE(mapped.at("visual.proj").owned.empty());
   for (size_t cut = 0; cut < bytes.size(); cut += 1 + cut / 3) {
     EXPECT_THROW(parse_torch_checkpoint(std::span<const uint8_t>(bytes.data(), cut), "cut"), Error)
         << cut;
