@@ -471,6 +471,26 @@ TEST_F(HubFixture, LoadModelFromHfHubName) {
   EXPECT_EQ(hub.requests.load(), before);
 }
 
+TEST_F(HubFixture, LoadsATransformersRepositoryByHfHubName) {
+  std::string hf_dir = test::temp_dir() + "/hf";
+  auto [rc, out] = test::run_command(test::cli_path() + " convert " + model_dir +
+                                     " --to hf --out " + hf_dir + " 2>&1");
+  ASSERT_EQ(rc, 0) << out;
+  hub.add("openai/tiny-clip", "config.json", read_file_text(hf_dir + "/config.json"), false);
+  hub.add("openai/tiny-clip", "preprocessor_config.json",
+          read_file_text(hf_dir + "/preprocessor_config.json"), false);
+  hub.add("openai/tiny-clip", "model.safetensors", read_file_text(hf_dir + "/model.safetensors"),
+          true);
+  LoadedModel m = load_model("hf-hub:openai/tiny-clip", opt);
+  EXPECT_TRUE(m.config == tiny_config());
+  WeightMap want = synthetic_weights(tiny_config(), 11);
+  for (const auto& name : want.names()) {
+    EXPECT_EQ(std::memcmp(m.weights.at(name).data, want.at(name).data, want.at(name).numel() * 4),
+              0)
+        << name;
+  }
+}
+
 TEST_F(HubFixture, LoadModelDirAcceptsNamesWithEnvironmentOptions) {
   ::setenv("HF_ENDPOINT", opt.endpoint.c_str(), 1);
   ::setenv("HF_HUB_CACHE", opt.cache_dir.c_str(), 1);
