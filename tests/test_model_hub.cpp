@@ -69,8 +69,9 @@ class FakeHub {
   };
   std::string commit = "0123456789abcdef0123456789abcdef01234567";
   std::map<std::string, std::map<std::string, File>> repos;  // repo -> file -> content
-  std::string required_token;           // non-empty: repos need "Authorization: Bearer <it>"
-  std::atomic<int64_t> drop_after{-1};  // next CDN body stops after this many bytes
+  std::map<std::string, std::string> renamed;  // old repo id -> new (relative 307 redirect)
+  std::string required_token;                  // non-empty: repos need "Authorization: Bearer <it>"
+  std::atomic<int64_t> drop_after{-1};         // next CDN body stops after this many bytes
   std::atomic<int> requests{0};
   std::mutex mu;
   std::vector<std::string> log;  // "METHOD path range"
@@ -221,6 +222,11 @@ class FakeHub {
     }
     std::string repo = path.substr(1, r - 1);
     std::string rest = path.substr(r + 9);
+    if (auto ren = renamed.find(repo); ren != renamed.end()) {
+      respond(c, 307, "Temporary Redirect", {{"Location", "/" + ren->second + "/resolve/" + rest}},
+              "", head);
+      return;
+    }
     std::string file = rest.substr(rest.find('/') + 1);
     auto it = repos.find(repo);
     if (it == repos.end()) {
@@ -299,6 +305,34 @@ TEST_F(HubFixture, DownloadsIntoHfCacheLayout) {
   // A git-tracked file (no redirect) is verified against its git blob sha1.
   HubFile c = hub_download("org/tiny", "open_clip_config.json", "main", opt);
   EXPECT_EQ(read_file_text(c.path), config);
+}
+
+TEST_F(HubFixture, FollowsRelativeRedirectsOfRenamedRepositories) {
+  hub.renamed["org/old-name"] = "org/tiny";
+  HubFile f = hub_download("org/old-name", "open_clip_model.safetensors", "main", opt);
+  EXPECT_EQ(read_file_text(f.path), weights);
+  EXPECT_NE(f.path.find("models--org--old-name"), std::string::npos) << f.path;
+  auto log = hub.take_log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[0], "HEAD /org/old-name/resolve/main/open_clip_model.safetensors");
+  EXPECT_EQ(log[1], "HEAD /org/tiny/resolve/main/open_clip_model.safetensors");
+}
+
+TEST_F(HubFixture, ConcurrentDownloadsOfOneBlobFetchItOnce) {
+  // Both callers HEAD; the blob lock lets one download while the other waits and reuses it.
+  std::vector<std::string> paths(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      paths[i] = hub_download("org/tiny", "open_clip_model.safetensors", "main", opt).path;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& p : paths) EXPECT_EQ(read_file_text(p), weights);
+  int gets = 0;
+  for (const auto& line : hub.take_log()) gets += line.rfind("GET /cdn/", 0) == 0;
+  EXPECT_EQ(gets, 1);
+  EXPECT_TRUE(fs::exists(opt.cache_dir + "/.locks/models--org--tiny"));
 }
 
 TEST_F(HubFixture, SecondRunMakesNoRequest) {
@@ -435,6 +469,36 @@ TEST_F(HubFixture, LoadModelFromHfHubName) {
   opt.offline = true;
   LoadedModel again = load_model("hf-hub:org/tiny", opt);
   EXPECT_EQ(hub.requests.load(), before);
+}
+
+TEST_F(HubFixture, LoadsATransformersRepositoryByHfHubName) {
+  std::string hf_dir = test::temp_dir() + "/hf";
+  auto [rc, out] = test::run_command(test::cli_path() + " convert " + model_dir +
+                                     " --to hf --out " + hf_dir + " 2>&1");
+  ASSERT_EQ(rc, 0) << out;
+  hub.add("openai/tiny-clip", "config.json", read_file_text(hf_dir + "/config.json"), false);
+  hub.add("openai/tiny-clip", "preprocessor_config.json",
+          read_file_text(hf_dir + "/preprocessor_config.json"), false);
+  hub.add("openai/tiny-clip", "model.safetensors", read_file_text(hf_dir + "/model.safetensors"),
+          true);
+  LoadedModel m = load_model("hf-hub:openai/tiny-clip", opt);
+  EXPECT_TRUE(m.config == tiny_config());
+  WeightMap want = synthetic_weights(tiny_config(), 11);
+  for (const auto& name : want.names()) {
+    EXPECT_EQ(std::memcmp(m.weights.at(name).data, want.at(name).data, want.at(name).numel() * 4),
+              0)
+        << name;
+  }
+}
+
+TEST_F(HubFixture, LoadModelDirAcceptsNamesWithEnvironmentOptions) {
+  ::setenv("HF_ENDPOINT", opt.endpoint.c_str(), 1);
+  ::setenv("HF_HUB_CACHE", opt.cache_dir.c_str(), 1);
+  LoadedModel m = load_model_dir("hf-hub:org/tiny");
+  ::unsetenv("HF_ENDPOINT");
+  ::unsetenv("HF_HUB_CACHE");
+  EXPECT_TRUE(m.config == tiny_config());
+  EXPECT_TRUE(fs::exists(opt.cache_dir + "/models--org--tiny/refs/main"));
 }
 
 TEST_F(HubFixture, PretrainedTagUsesTableRepoConfigAndTorchFallback) {

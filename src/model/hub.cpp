@@ -9,6 +9,7 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -439,8 +440,23 @@ void download_blob(const Metadata& m, const std::string& blob, const std::string
     CS_THROW(kIo, blob, ": rename failed: ", std::strerror(errno));
 }
 
+// A temporary name no other thread or process uses at the same time.
+std::string unique_tmp(const std::string& path) {
+  static std::atomic<uint64_t> counter{0};
+  return path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(++counter);
+}
+
 void write_text_atomic(const std::string& path, const std::string& text) {
-  write_file_atomic(path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  const std::string tmp = unique_tmp(path);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) CS_THROW(kIo, tmp, ": cannot create: ", std::strerror(errno));
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = (::close(fd) == 0) && ok;
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    CS_THROW(kIo, path, ": cannot write: ", std::strerror(e));
+  }
 }
 
 // snapshots/<commit>/<file> -> ../../blobs/<etag> (relative, as huggingface_hub makes it).
@@ -454,8 +470,7 @@ void link_snapshot(const std::string& repo_dir, const std::string& commit,
   for (char c : filename)
     if (c == '/') up += "../";
   std::string target = up + "blobs/" + etag;
-  std::string tmp = link.string() + ".tmp." + std::to_string(::getpid());
-  ::unlink(tmp.c_str());
+  std::string tmp = unique_tmp(link.string());
   if (::symlink(target.c_str(), tmp.c_str()) != 0 || ::rename(tmp.c_str(), link.c_str()) != 0) {
     int e = errno;
     ::unlink(tmp.c_str());
@@ -552,10 +567,31 @@ HubFile hub_download(const std::string& repo_id, const std::string& filename,
   fs::create_directories(repo_dir + "/blobs", ec);
   if (ec) CS_THROW(kIo, repo_dir, "/blobs: cannot create: ", ec.message());
   const std::string blob = repo_dir + "/blobs/" + m.etag;
+  auto complete = [&] {
+    std::error_code e2;
+    return fs::is_regular_file(blob, e2) && (m.size < 0 || file_size_or(blob, -1) == m.size);
+  };
   bool downloaded = false;
-  if (!(fs::is_regular_file(blob, ec) && (m.size < 0 || file_size_or(blob, -1) == m.size))) {
-    download_blob(m, blob, what, opt);
-    downloaded = true;
+  if (!complete()) {
+    // One writer per blob, across processes: the lock file huggingface_hub uses too
+    // (<cache>/.locks/models--ORG--NAME/<etag>.lock, flock), so we also cooperate with it.
+    const fs::path lock_dir = fs::path(opt.cache_dir) / ".locks" / fs::path(repo_dir).filename();
+    fs::create_directories(lock_dir, ec);
+    const std::string lock_path = (lock_dir / (m.etag + ".lock")).string();
+    int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0) CS_THROW(kIo, lock_path, ": cannot create lock file: ", std::strerror(errno));
+    while (::flock(lock_fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+    try {
+      if (!complete()) {  // another process may have finished it while we waited
+        download_blob(m, blob, what, opt);
+        downloaded = true;
+      }
+    } catch (...) {
+      ::close(lock_fd);
+      throw;
+    }
+    ::close(lock_fd);
   }
   link_snapshot(repo_dir, m.commit, filename, m.etag);
   if (revision != m.commit) {

@@ -97,6 +97,11 @@ ModelConfig load_model_dir_config(const std::string& dir) {
 
 LoadedModel load_model_dir(const std::string& dir,
                            const std::optional<ModelConfig>& config_override) {
+  std::error_code ec;
+  if (!config_override && !fs::exists(dir, ec)) {
+    // Not a path: a model name (ARCH/TAG, hf-hub:...), so every `--model` accepts names.
+    return load_model(dir);
+  }
   ModelFormat fmt = detect_model_format(dir);
   ModelConfig cfg = config_override ? *config_override : load_model_dir_config(dir);
   WeightMap w;

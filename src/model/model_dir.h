@@ -35,6 +35,8 @@ ModelFormat detect_model_format(const std::string& dir);
 /// Loads a directory in any supported format. `config_override`, if given, replaces the
 /// directory's config (open_clip pretrained tags come with their own config and no file).
 /// Checks every tensor against the config (check_weights). F16/BF16 weights are upcast.
+/// A `dir` that does not exist is taken as a model name and goes through load_model (hub
+/// options from the environment), so callers given a `--model` argument accept names too.
 LoadedModel load_model_dir(const std::string& dir,
                            const std::optional<ModelConfig>& config_override = std::nullopt);
 

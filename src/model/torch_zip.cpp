@@ -518,7 +518,11 @@ void convert_elements(StDType dt, const uint8_t* src, int64_t index, float* dst)
 
 }  // namespace
 
-WeightMap parse_torch_checkpoint(std::span<const uint8_t> f, const std::string& src) {
+namespace {
+
+// `mapping`, when given, owns `f`: aligned contiguous F32 tensors become zero-copy views.
+WeightMap parse_checkpoint(std::span<const uint8_t> f, const std::string& src,
+                           std::shared_ptr<const void> mapping) {
   auto entries = read_zip_directory(f, src);
   std::string prefix;
   const ZipEntry* pkl = nullptr;
@@ -558,6 +562,7 @@ WeightMap parse_torch_checkpoint(std::span<const uint8_t> f, const std::string& 
     }
   }
   WeightMap m(src);
+  if (mapping) m.keep_alive(mapping);
   for (size_t k = 0; k + 1 < root->items.size(); k += 2) {
     const PPtr& key = root->items[k];
     const PPtr& val = root->items[k + 1];
@@ -588,10 +593,26 @@ WeightMap parse_torch_checkpoint(std::span<const uint8_t> f, const std::string& 
       expect_stride *= std::max<int64_t>(val->size[d], 1);
       if (val->size[d] > 0) extent += (val->size[d] - 1) * val->stride[d];
     }
+    // More elements than the storage holds needs zero strides (broadcast views), which no
+    // saved state dict has; refusing them also bounds the work to the file's size.
+    CS_CHECK_ARG(numel <= st.numel, src, ": tensor '", name, "' has ", numel,
+                 " elements but its storage only ", st.numel);
     CS_CHECK_ARG(numel == 0 || val->offset + extent < st.numel, src, ": tensor '", name,
                  "' (offset ", val->offset, ", shape and strides) reaches past its storage of ",
                  st.numel, " elements");
     const uint8_t* base = f.data() + ze.data_offset;
+    CS_CHECK_ARG(!m.contains(name), src, ": tensor '", name, "' appears twice");
+    if (dt == StDType::kF32 && contiguous) {
+      const uint8_t* p = base + 4 * val->offset;
+      if (mapping && reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) {
+        m.add_view(name, val->size, reinterpret_cast<const float*>(p));
+      } else {
+        std::vector<float> out(static_cast<size_t>(numel));
+        if (numel > 0) std::memcpy(out.data(), p, static_cast<size_t>(numel) * 4);
+        m.add_owned(name, val->size, std::move(out));
+      }
+      continue;
+    }
     std::vector<float> out(static_cast<size_t>(numel));
     if (contiguous) {
       for (int64_t i = 0; i < numel; ++i) convert_elements(dt, base, val->offset + i, &out[i]);
@@ -607,15 +628,20 @@ WeightMap parse_torch_checkpoint(std::span<const uint8_t> f, const std::string& 
         }
       }
     }
-    CS_CHECK_ARG(!m.contains(name), src, ": tensor '", name, "' appears twice");
     m.add_owned(name, val->size, std::move(out));
   }
   return m;
 }
 
+}  // namespace
+
+WeightMap parse_torch_checkpoint(std::span<const uint8_t> f, const std::string& src) {
+  return parse_checkpoint(f, src, nullptr);
+}
+
 WeightMap load_torch_checkpoint(const std::string& path) {
   auto file = std::make_shared<MappedFile>(path);
-  return parse_torch_checkpoint(file->bytes(), path);
+  return parse_checkpoint(file->bytes(), path, file);
 }
 
 std::vector<uint8_t> make_stored_zip(
