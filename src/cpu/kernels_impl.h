@@ -79,67 +79,27 @@ inline void layer_norm_impl(const float* x, long rows, int width, const float* g
   }
 }
 
-inline void attention_impl(const float* qkv, const SeqSpan* seqs, int nseq, int width, int heads,
-                           bool causal, void* out, bool bf16) {
-  const int d = width / heads;
-  const long stride = 3L * width;
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  int max_len = 0;
-  for (int s = 0; s < nseq; ++s) max_len = seqs[s].length > max_len ? seqs[s].length : max_len;
-#pragma omp parallel
-  {
-    // Per-thread scratch: K^T [d, max_len], scores, output row, scaled query.
-    float* scratch = static_cast<float*>(
-        std::malloc(sizeof(float) * (static_cast<size_t>(d) * max_len + max_len + 2 * d)));
-    float* kt = scratch;
-    float* p = kt + static_cast<size_t>(d) * max_len;
-    float* o = p + max_len;
-    float* q = o + d;
-#pragma omp for collapse(2) schedule(dynamic)
-    for (int s = 0; s < nseq; ++s) {
-      for (int h = 0; h < heads; ++h) {
-        const int len = seqs[s].length;
-        const float* base = qkv + static_cast<long>(seqs[s].offset) * stride;
-        // K transposed to [d, len] so the score loop runs contiguously over keys.
-        for (int j = 0; j < len; ++j) {
-          const float* k = base + j * stride + width + h * d;
-          for (int c = 0; c < d; ++c) kt[static_cast<long>(c) * len + j] = k[c];
-        }
-        for (int i = 0; i < len; ++i) {
-          const int n = causal ? i + 1 : len;
-          const float* qi = base + i * stride + h * d;
-          for (int c = 0; c < d; ++c) q[c] = qi[c] * scale;
-          for (int j = 0; j < n; ++j) p[j] = 0.0f;
-          for (int c = 0; c < d; ++c) {
-            const float qc = q[c];
-            const float* kc = kt + static_cast<long>(c) * len;
-#pragma omp simd
-            for (int j = 0; j < n; ++j) p[j] += qc * kc[j];
-          }
-          float mx = p[0];
-          for (int j = 1; j < n; ++j) mx = p[j] > mx ? p[j] : mx;
-#pragma omp simd
-          for (int j = 0; j < n; ++j) p[j] = exp_neg(p[j] - mx);
-          double sum = 0;
-          for (int j = 0; j < n; ++j) sum += p[j];
-          const float inv = static_cast<float>(1.0 / sum);
-          for (int c = 0; c < d; ++c) o[c] = 0.0f;
-          for (int j = 0; j < n; ++j) {
-            const float pj = p[j] * inv;
-            const float* vj = base + j * stride + 2 * width + h * d;
-#pragma omp simd
-            for (int c = 0; c < d; ++c) o[c] += pj * vj[c];
-          }
-          const long orow = (static_cast<long>(seqs[s].offset) + i) * width + h * d;
-          if (bf16) {
-            uint16_t* dst = static_cast<uint16_t*>(out) + orow;
-            for (int c = 0; c < d; ++c) dst[c] = bf16_round(o[c]);
-          } else {
-            std::memcpy(static_cast<float*>(out) + orow, o, d * sizeof(float));
-          }
-        }
+inline void attention_softmax_impl(float* s, int mats, int tp, int len, float scale, bool causal) {
+  const long rows = static_cast<long>(mats) * tp;
+#pragma omp parallel for schedule(static)
+  for (long r = 0; r < rows; ++r) {
+    const int i = static_cast<int>(r % tp);
+    float* p = s + r * tp;
+    const int n = i >= len ? 0 : (causal ? i + 1 : len);
+    if (n > 0) {
+      float mx = p[0] * scale;
+#pragma omp simd reduction(max : mx)
+      for (int j = 1; j < n; ++j) mx = p[j] * scale > mx ? p[j] * scale : mx;
+      float sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j < n; ++j) {
+        p[j] = exp_neg(p[j] * scale - mx);
+        sum += p[j];
       }
+      const float inv = 1.0f / sum;
+#pragma omp simd
+      for (int j = 0; j < n; ++j) p[j] *= inv;
     }
-    std::free(scratch);
+    for (int j = n; j < tp; ++j) p[j] = 0.0f;
   }
 }

@@ -1,6 +1,7 @@
 // CPU backend on oneDNN: every linear layer is a oneDNN matmul with its weights reordered once
 // (at load) into the layout the primitive prefers, bias / GELU / QuickGELU / residual add
-// fused as post-ops; LayerNorm and the attention core are our own kernels (kernels.h).
+// fused as post-ops; the attention core runs batched oneDNN matmuls around our softmax
+// (attention.h); LayerNorm is our own kernel (kernels.h).
 // Sequences are packed row-wise (no padding): images n x tokens, texts up to their EOT only.
 #include <omp.h>
 
@@ -12,6 +13,7 @@
 #include <tuple>
 
 #include "core/check.h"
+#include "cpu/attention.h"
 #include "cpu/kernels.h"
 #include "nn/backend.h"
 #include "nn/clip_weights.h"
@@ -34,7 +36,7 @@ class CpuBackend final : public nn::Backend {
  public:
   CpuBackend(const ModelConfig& cfg, std::shared_ptr<const WeightMap> weights,
              const nn::BackendOptions& opt)
-      : cfg_(cfg), eng_(dnnl::engine::kind::cpu, 0), strm_(eng_) {
+      : cfg_(cfg), eng_(dnnl::engine::kind::cpu, 0), strm_(eng_), attention_(eng_, strm_) {
     CS_CHECK_ARG(opt.precision == "fp32" || opt.precision == "bf16",
                  "cpu backend: unknown precision '", opt.precision, "' (expected fp32 or bf16)");
     CS_CHECK_ARG(opt.threads >= 0, "cpu backend: negative thread count ", opt.threads);
@@ -265,8 +267,8 @@ class CpuBackend final : public nn::Backend {
       if (!gemm_only) k.layer_norm(x, m, w, b.ln.data(), b.ln.data() + w, h, bf16_);
       matmul(b.qkv, m, h, qkv);
       if (!gemm_only) {
-        k.attention(qkv, seqs.data(), static_cast<int>(seqs.size()), w, s.heads, causal, att,
-                    bf16_);
+        attention_.run(qkv, seqs.data(), static_cast<int>(seqs.size()), w, s.heads, causal, att,
+                       bf16_);
       }
       matmul(b.out, m, att, x);
       if (!gemm_only) k.layer_norm(x, m, w, b.ln.data() + 2 * w, b.ln.data() + 3 * w, h, bf16_);
@@ -411,6 +413,7 @@ class CpuBackend final : public nn::Backend {
   ModelConfig cfg_;
   dnnl::engine eng_;
   dnnl::stream strm_;
+  Attention attention_;
   bool bf16_ = false;
   dt act_dt_ = dt::f32;
   long act_size_ = 4;
