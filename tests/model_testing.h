@@ -1,14 +1,23 @@
 // Helpers for the model tests: random CLIP weights for any config, small configs.
 #pragma once
 
+#include <zlib.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "clipserve/model_config.h"
+#include "core/file.h"
+#include "core/npy.h"
+#include "model/synthetic.h"
 #include "model/weights.h"
+#include "nn/backend.h"
+#include "testing.h"
 
 namespace clipserve::test {
 
@@ -66,21 +75,6 @@ inline std::shared_ptr<WeightMap> random_clip_weights(const ModelConfig& cfg, ui
   return wm;
 }
 
-/// Names and shapes of every tensor of the state dict of `cfg`.
-inline std::vector<std::pair<std::string, std::vector<int64_t>>> random_clip_weights_shapes(
-    const ModelConfig& cfg) {
-  std::vector<std::pair<std::string, std::vector<int64_t>>> r;
-  ModelConfig c = cfg;
-  c.text.vocab_size = 1;  // the shapes only: avoid filling the big embedding twice
-  auto wm = random_clip_weights(c, 0);
-  for (const auto& name : wm->names()) {
-    auto shape = wm->at(name).shape;
-    if (name == "token_embedding.weight") shape[0] = cfg.text.vocab_size;
-    r.emplace_back(name, shape);
-  }
-  return r;
-}
-
 /// A small config (fast in every backend) with odd sizes to catch tail handling.
 inline ModelConfig small_config(bool quick_gelu) {
   ModelConfig c;
@@ -104,71 +98,181 @@ inline ModelConfig small_config(bool quick_gelu) {
 
 namespace clipserve::test {
 
-/// SYNTHETIC.md spec v1 values for one tensor (test-side twin of the generator in
-/// src/model, kept here so these tests do not depend on it).
-inline std::vector<float> synthetic_tensor(const std::string& name,
-                                           const std::vector<int64_t>& shape, uint64_t seed,
-                                           int vision_width, int patch) {
-  auto ends_with = [&](const std::string& s) {
-    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
-  };
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  if (name == "logit_scale") return std::vector<float>(n, 4.6051702f);
-  std::string last = name.substr(name.rfind('.') + 1), before;
-  {
-    std::string head = name.substr(0, name.rfind('.') == std::string::npos ? 0 : name.rfind('.'));
-    before = head.substr(head.rfind('.') == std::string::npos ? 0 : head.rfind('.') + 1);
-  }
-  double center = 0, std = 0;
-  const bool ln = before.rfind("ln_", 0) == 0 && name.find('.') != std::string::npos;
-  if (ln && last == "weight") {
-    center = 1.0, std = 0.1;
-  } else if (ln && last == "bias") {
-    std = 0.1;
-  } else if (ends_with("bias")) {
-    std = 0.02;
-  } else if (name == "visual.class_embedding" || name == "visual.positional_embedding") {
-    std = 1.0 / std::sqrt(double(vision_width));
-  } else if (name == "positional_embedding") {
-    std = 0.01;
-  } else if (name == "token_embedding.weight") {
-    std = 0.02;
-  } else if (name == "visual.proj" || name == "text_projection") {
-    std = 1.0 / std::sqrt(double(shape[0]));
-  } else if (name == "visual.conv1.weight") {
-    std = 1.0 / std::sqrt(double(3 * patch * patch));
-  } else {
-    std = 1.0 / std::sqrt(double(shape[1]));
-  }
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
-  const uint64_t key = h ^ (seed * 0x9E3779B97F4A7C15ull);
-  const double a = std::sqrt(3.0) * std;
-  std::vector<float> v(n);
-  for (int64_t k = 0; k < n; ++k) {
-    uint64_t z = key + static_cast<uint64_t>(k) + 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const double u = static_cast<double>(z >> 11) * 0x1.0p-53;
-    const double x = 2 * u - 1;
-    const double ax = a * x;
-    v[k] = static_cast<float>(center + ax);
-  }
-  return v;
+/// The synthetic (SYNTHETIC.md spec v1) weights of `cfg` for `seed`, shared for the backends.
+inline std::shared_ptr<const WeightMap> synthetic_clip_weights(const ModelConfig& cfg,
+                                                               uint64_t seed) {
+  return std::make_shared<const WeightMap>(synthetic_weights(cfg, seed));
 }
 
-/// The synthetic (spec v1) weights of `cfg` for `seed`: same names and shapes as
-/// random_clip_weights.
-inline std::shared_ptr<WeightMap> synthetic_clip_weights(const ModelConfig& cfg, uint64_t seed) {
-  auto shapes = random_clip_weights_shapes(cfg);
-  auto wm = std::make_shared<WeightMap>("<synthetic seed " + std::to_string(seed) + ">");
-  for (auto& [name, shape] : shapes) {
-    wm->add_owned(name, shape,
-                  synthetic_tensor(name, shape, seed, cfg.vision.width, cfg.vision.patch_size));
+// ---- open_clip goldens (synthetic seed 0) and comparisons ----
+
+struct Outputs {
+  std::vector<float> img, txt;
+};
+
+inline std::vector<float> random_pixels(const ModelConfig& cfg, int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> px(static_cast<size_t>(n) * 3 * cfg.vision.image_size * cfg.vision.image_size);
+  for (auto& x : px) x = d(rng);
+  return px;
+}
+
+inline std::vector<std::vector<int32_t>> random_texts(const ModelConfig& cfg, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int vocab = cfg.text.vocab_size;
+  std::vector<std::vector<int32_t>> ids;
+  for (int len : {1, 2, 5, cfg.text.context_length, 9, 3}) {
+    std::vector<int32_t> row(len);
+    for (auto& t : row) t = static_cast<int32_t>(rng() % (vocab - 1));
+    row.back() = vocab - 1;  // EOT-like largest id
+    ids.push_back(row);
   }
-  return wm;
+  // Largest id in the middle: pooled there; later tokens must not matter.
+  ids.push_back({5, vocab - 1, 7, 8});
+  return ids;
+}
+
+inline Outputs run(nn::Backend& b, const std::vector<float>& px, int n,
+                   const std::vector<std::vector<int32_t>>& ids) {
+  const int e = b.config().embed_dim;
+  Outputs o;
+  o.img.resize(static_cast<size_t>(n) * e);
+  o.txt.resize(ids.size() * e);
+  b.encode_images(px.data(), n, o.img.data());
+  b.encode_texts(ids, o.txt.data());
+  return o;
+}
+
+inline void expect_rows_close(const std::vector<float>& got, const std::vector<float>& want,
+                              int dim, double min_cos, float rel_tol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  const int rows = static_cast<int>(got.size() / dim);
+  for (int r = 0; r < rows; ++r) {
+    std::span<const float> g(got.data() + r * dim, dim), w(want.data() + r * dim, dim);
+    EXPECT_GE(cosine(g, w), min_cos) << what << " row " << r;
+    EXPECT_LE(max_abs_diff(g, w), rel_tol * max_abs(w)) << what << " row " << r;
+  }
+}
+
+// tests/data/model/image_input_224.u8.zlib holds the 8-bit pixels behind the goldens'
+// image_input_224.npy: open_clip normalizes uint8 / 255 as (x - mean) / std in float32, so
+// the float tensor is rebuilt bit-exactly (checked against ../shared below).
+inline std::vector<float> golden_pixels() {
+  const auto z = read_file_bytes(data_dir() + "/model/image_input_224.u8.zlib");
+  std::vector<uint8_t> u(6L * 3 * 224 * 224);
+  uLongf n = u.size();
+  EXPECT_EQ(uncompress(u.data(), &n, z.data(), z.size()), Z_OK);
+  EXPECT_EQ(n, u.size());
+  const PreprocessConfig pc;
+  std::vector<float> px(u.size());
+  for (size_t i = 0; i < u.size(); ++i) {
+    const int c = static_cast<int>(i / (224 * 224) % 3);
+    px[i] = (static_cast<float>(u[i]) / 255.0f - pc.mean[c]) / pc.std[c];
+  }
+  return px;
+}
+
+inline ModelConfig arch_config(const std::string& arch) {
+  if (arch == "tiny") {
+    ModelConfig c = load_model_config(data_dir() + "/model/tiny/open_clip_config.json");
+    c.name = "tiny";
+    return c;
+  }
+  return builtin_model_config(arch);
+}
+
+/// Token rows of text_tokens.npy cut after the EOT (the contract: no padding).
+inline std::vector<std::vector<int32_t>> golden_ids(const std::string& dir) {
+  const NpyArray a = read_npy(dir + "/text_tokens.npy");
+  const auto v = a.to_i64();
+  const long cols = a.shape.at(1);
+  std::vector<std::vector<int32_t>> ids;
+  for (long r = 0; r < a.shape.at(0); ++r) {
+    std::vector<int32_t> row;
+    for (long c = 0; c < cols; ++c) {
+      row.push_back(static_cast<int32_t>(v[r * cols + c]));
+      if (row.back() == 49407) break;
+    }
+    ids.push_back(row);
+  }
+  return ids;
+}
+
+inline std::vector<float> probs_of(const std::vector<float>& img, const std::vector<float>& txt,
+                                   int e, float logit_scale) {
+  const long ni = img.size() / e, nt = txt.size() / e;
+  auto norm = [&](const std::vector<float>& x, long r) {
+    double s = 0;
+    for (int k = 0; k < e; ++k) s += double(x[r * e + k]) * x[r * e + k];
+    return std::sqrt(s);
+  };
+  std::vector<float> p(ni * nt);
+  for (long i = 0; i < ni; ++i) {
+    std::vector<double> l(nt);
+    double mx = -1e300, sum = 0;
+    for (long t = 0; t < nt; ++t) {
+      double d = 0;
+      for (int k = 0; k < e; ++k) d += double(img[i * e + k]) * txt[t * e + k];
+      l[t] = std::exp(double(logit_scale)) * d / (norm(img, i) * norm(txt, t));
+      mx = std::max(mx, l[t]);
+    }
+    for (long t = 0; t < nt; ++t) sum += std::exp(l[t] - mx);
+    for (long t = 0; t < nt; ++t) p[i * nt + t] = static_cast<float>(std::exp(l[t] - mx) / sum);
+  }
+  return p;
+}
+
+/// Checks one backend against the goldens in `dir` with the tolerances and returns
+/// {max |diff| / max |golden|, 1 - min cosine} over all rows (for the closing numbers).
+inline std::pair<double, double> check_golden(nn::Backend& b, const std::string& dir,
+                                              const std::vector<float>& pixels, float logit_scale) {
+  const int e = b.config().embed_dim;
+  const auto ids = golden_ids(dir);
+  Outputs o = run(b, pixels, 6, ids);
+  const auto gi = read_npy(dir + "/image_features.npy").to_f32();
+  const auto gt = read_npy(dir + "/text_features.npy").to_f32();
+  const auto gp = read_npy(dir + "/probs.npy").to_f32();
+  const std::string what = b.config().name + " " + b.name();
+  expect_rows_close(o.img, gi, e, 0.99999, 2e-5f, what + " image");
+  expect_rows_close(o.txt, gt, e, 0.99999, 2e-5f, what + " text");
+  const auto p = probs_of(o.img, o.txt, e, logit_scale);
+  EXPECT_LE(max_abs_diff(p, gp), 1e-4f) << what << " probs";
+  double worst_rel = 0, worst_cos = 0;
+  for (auto [got, want] : {std::pair{&o.img, &gi}, std::pair{&o.txt, &gt}}) {
+    for (size_t r = 0; r < got->size() / e; ++r) {
+      std::span<const float> g(got->data() + r * e, e), w(want->data() + r * e, e);
+      worst_rel = std::max(worst_rel, double(max_abs_diff(g, w)) / max_abs(w));
+      worst_cos = std::max(worst_cos, 1 - cosine(g, w));
+    }
+  }
+  std::printf("[golden] %-20s %-9s %s: max|diff|/max|golden| %.2e, 1-min cos %.2e\n",
+              b.config().name.c_str(), b.name().c_str(), b.precision().c_str(), worst_rel,
+              worst_cos);
+  return {worst_rel, worst_cos};
+}
+
+/// bf16 fast mode on the cpu backend: cosine >= 0.999 against the fp32 goldens on every row.
+inline void check_bf16_golden(const std::string& arch, const std::string& dir) {
+  const ModelConfig cfg = arch_config(arch);
+  auto w = synthetic_clip_weights(cfg, 0);
+  nn::BackendOptions opt;
+  opt.precision = "bf16";
+  auto b = nn::make_backend("cpu", cfg, w, opt);
+  ASSERT_EQ(b->precision(), "bf16");
+  Outputs o = run(*b, golden_pixels(), 6, golden_ids(dir));
+  const auto gi = read_npy(dir + "/image_features.npy").to_f32();
+  const auto gt = read_npy(dir + "/text_features.npy").to_f32();
+  double worst = 1;
+  const int e = cfg.embed_dim;
+  for (auto [got, want] : {std::pair{&o.img, &gi}, std::pair{&o.txt, &gt}}) {
+    for (size_t r = 0; r < got->size() / e; ++r) {
+      const double c = cosine({got->data() + r * e, size_t(e)}, {want->data() + r * e, size_t(e)});
+      EXPECT_GE(c, 0.999) << arch << " row " << r;
+      worst = std::min(worst, c);
+    }
+  }
+  std::printf("[golden] %-20s cpu       bf16: 1-min cos %.2e\n", arch.c_str(), 1 - worst);
 }
 
 }  // namespace clipserve::test

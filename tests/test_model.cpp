@@ -5,8 +5,12 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
+#include "clipserve/encoder.h"
 #include "clipserve/error.h"
 #include "core/file.h"
 #include "core/npy.h"
@@ -18,55 +22,6 @@
 
 namespace clipserve::test {
 namespace {
-
-struct Outputs {
-  std::vector<float> img, txt;
-};
-
-std::vector<float> random_pixels(const ModelConfig& cfg, int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> px(static_cast<size_t>(n) * 3 * cfg.vision.image_size * cfg.vision.image_size);
-  for (auto& x : px) x = d(rng);
-  return px;
-}
-
-std::vector<std::vector<int32_t>> random_texts(const ModelConfig& cfg, uint32_t seed) {
-  std::mt19937 rng(seed);
-  const int vocab = cfg.text.vocab_size;
-  std::vector<std::vector<int32_t>> ids;
-  for (int len : {1, 2, 5, cfg.text.context_length, 9, 3}) {
-    std::vector<int32_t> row(len);
-    for (auto& t : row) t = static_cast<int32_t>(rng() % (vocab - 1));
-    row.back() = vocab - 1;  // EOT-like largest id
-    ids.push_back(row);
-  }
-  // Largest id in the middle: pooled there; later tokens must not matter.
-  ids.push_back({5, vocab - 1, 7, 8});
-  return ids;
-}
-
-Outputs run(nn::Backend& b, const std::vector<float>& px, int n,
-            const std::vector<std::vector<int32_t>>& ids) {
-  const int e = b.config().embed_dim;
-  Outputs o;
-  o.img.resize(static_cast<size_t>(n) * e);
-  o.txt.resize(ids.size() * e);
-  b.encode_images(px.data(), n, o.img.data());
-  b.encode_texts(ids, o.txt.data());
-  return o;
-}
-
-void expect_rows_close(const std::vector<float>& got, const std::vector<float>& want, int dim,
-                       double min_cos, float rel_tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  const int rows = static_cast<int>(got.size() / dim);
-  for (int r = 0; r < rows; ++r) {
-    std::span<const float> g(got.data() + r * dim, dim), w(want.data() + r * dim, dim);
-    EXPECT_GE(cosine(g, w), min_cos) << what << " row " << r;
-    EXPECT_LE(max_abs_diff(g, w), rel_tol * max_abs(w)) << what << " row " << r;
-  }
-}
 
 class BackendsAgree : public ::testing::TestWithParam<bool> {};
 
@@ -131,128 +86,12 @@ TEST(Backend, RejectsMissingOrMisshapedTensor) {
 }
 
 // ---- open_clip goldens (synthetic seed 0) ----
-
-// tests/data/model/image_input_224.u8.zlib holds the 8-bit pixels behind the goldens'
-// image_input_224.npy: open_clip normalizes uint8 / 255 as (x - mean) / std in float32, so
-// the float tensor is rebuilt bit-exactly (checked against ../shared below).
-std::vector<float> golden_pixels() {
-  const auto z = read_file_bytes(data_dir() + "/model/image_input_224.u8.zlib");
-  std::vector<uint8_t> u(6L * 3 * 224 * 224);
-  uLongf n = u.size();
-  EXPECT_EQ(uncompress(u.data(), &n, z.data(), z.size()), Z_OK);
-  EXPECT_EQ(n, u.size());
-  const PreprocessConfig pc;
-  std::vector<float> px(u.size());
-  for (size_t i = 0; i < u.size(); ++i) {
-    const int c = static_cast<int>(i / (224 * 224) % 3);
-    px[i] = (static_cast<float>(u[i]) / 255.0f - pc.mean[c]) / pc.std[c];
-  }
-  return px;
-}
-
 TEST(Golden, CompactPixelsAreBitExact) {
   CS_REQUIRE_SHARED(shared);
   const auto want = read_npy(shared + "/golden/model/image_input_224.npy").to_f32();
   const auto got = golden_pixels();
   ASSERT_EQ(got.size(), want.size());
   EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0);
-}
-
-ModelConfig arch_config(const std::string& arch) {
-  ModelConfig c;
-  c.name = arch;
-  c.vision.patch_size = 32;
-  if (arch == "tiny") {
-    c.embed_dim = 32;
-    c.vision.width = 64;
-    c.vision.layers = 2;
-    c.vision.head_width = 32;
-    c.text.width = 64;
-    c.text.heads = 2;
-    c.text.layers = 2;
-  } else if (arch == "ViT-B-32-quickgelu") {
-    c.quick_gelu = true;
-  } else if (arch == "ViT-B-16") {
-    c.vision.patch_size = 16;
-  } else if (arch == "ViT-L-14") {
-    c.embed_dim = 768;
-    c.vision.patch_size = 14;
-    c.vision.width = 1024;
-    c.vision.layers = 24;
-    c.text.width = 768;
-    c.text.heads = 12;
-  }
-  return c;
-}
-
-/// Token rows of text_tokens.npy cut after the EOT (the contract: no padding).
-std::vector<std::vector<int32_t>> golden_ids(const std::string& dir) {
-  const NpyArray a = read_npy(dir + "/text_tokens.npy");
-  const auto v = a.to_i64();
-  const long cols = a.shape.at(1);
-  std::vector<std::vector<int32_t>> ids;
-  for (long r = 0; r < a.shape.at(0); ++r) {
-    std::vector<int32_t> row;
-    for (long c = 0; c < cols; ++c) {
-      row.push_back(static_cast<int32_t>(v[r * cols + c]));
-      if (row.back() == 49407) break;
-    }
-    ids.push_back(row);
-  }
-  return ids;
-}
-
-std::vector<float> probs_of(const std::vector<float>& img, const std::vector<float>& txt, int e,
-                            float logit_scale) {
-  const long ni = img.size() / e, nt = txt.size() / e;
-  auto norm = [&](const std::vector<float>& x, long r) {
-    double s = 0;
-    for (int k = 0; k < e; ++k) s += double(x[r * e + k]) * x[r * e + k];
-    return std::sqrt(s);
-  };
-  std::vector<float> p(ni * nt);
-  for (long i = 0; i < ni; ++i) {
-    std::vector<double> l(nt);
-    double mx = -1e300, sum = 0;
-    for (long t = 0; t < nt; ++t) {
-      double d = 0;
-      for (int k = 0; k < e; ++k) d += double(img[i * e + k]) * txt[t * e + k];
-      l[t] = std::exp(double(logit_scale)) * d / (norm(img, i) * norm(txt, t));
-      mx = std::max(mx, l[t]);
-    }
-    for (long t = 0; t < nt; ++t) sum += std::exp(l[t] - mx);
-    for (long t = 0; t < nt; ++t) p[i * nt + t] = static_cast<float>(std::exp(l[t] - mx) / sum);
-  }
-  return p;
-}
-
-/// Checks one backend against the goldens in `dir` with the issue's tolerances and returns
-/// {max |diff| / max |golden|, 1 - min cosine} over all rows (for the closing numbers).
-std::pair<double, double> check_golden(nn::Backend& b, const std::string& dir,
-                                       const std::vector<float>& pixels, float logit_scale) {
-  const int e = b.config().embed_dim;
-  const auto ids = golden_ids(dir);
-  Outputs o = run(b, pixels, 6, ids);
-  const auto gi = read_npy(dir + "/image_features.npy").to_f32();
-  const auto gt = read_npy(dir + "/text_features.npy").to_f32();
-  const auto gp = read_npy(dir + "/probs.npy").to_f32();
-  const std::string what = b.config().name + " " + b.name();
-  expect_rows_close(o.img, gi, e, 0.99999, 2e-5f, what + " image");
-  expect_rows_close(o.txt, gt, e, 0.99999, 2e-5f, what + " text");
-  const auto p = probs_of(o.img, o.txt, e, logit_scale);
-  EXPECT_LE(max_abs_diff(p, gp), 1e-4f) << what << " probs";
-  double worst_rel = 0, worst_cos = 0;
-  for (auto [got, want] : {std::pair{&o.img, &gi}, std::pair{&o.txt, &gt}}) {
-    for (size_t r = 0; r < got->size() / e; ++r) {
-      std::span<const float> g(got->data() + r * e, e), w(want->data() + r * e, e);
-      worst_rel = std::max(worst_rel, double(max_abs_diff(g, w)) / max_abs(w));
-      worst_cos = std::max(worst_cos, 1 - cosine(g, w));
-    }
-  }
-  std::printf("[golden] %-20s %-9s %s: max|diff|/max|golden| %.2e, 1-min cos %.2e\n",
-              b.config().name.c_str(), b.name().c_str(), b.precision().c_str(), worst_rel,
-              worst_cos);
-  return {worst_rel, worst_cos};
 }
 
 class GoldenArch : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
@@ -279,27 +118,7 @@ INSTANTIATE_TEST_SUITE_P(Core, GoldenArch,
 TEST(GoldenBf16, CloseToFp32) {
   if (!__builtin_cpu_supports("avx512bf16")) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
   for (const std::string arch : {"tiny", "ViT-B-32"}) {
-    const ModelConfig cfg = arch_config(arch);
-    auto w = synthetic_clip_weights(cfg, 0);
-    nn::BackendOptions opt;
-    opt.precision = "bf16";
-    auto b = nn::make_backend("cpu", cfg, w, opt);
-    ASSERT_EQ(b->precision(), "bf16");
-    const std::string dir = data_dir() + "/model/" + arch;
-    Outputs o = run(*b, golden_pixels(), 6, golden_ids(dir));
-    const auto gi = read_npy(dir + "/image_features.npy").to_f32();
-    const auto gt = read_npy(dir + "/text_features.npy").to_f32();
-    double worst = 1;
-    for (auto [got, want] : {std::pair{&o.img, &gi}, std::pair{&o.txt, &gt}}) {
-      const int e = cfg.embed_dim;
-      for (size_t r = 0; r < got->size() / e; ++r) {
-        const double c =
-            cosine({got->data() + r * e, size_t(e)}, {want->data() + r * e, size_t(e)});
-        EXPECT_GE(c, 0.999) << arch << " row " << r;
-        worst = std::min(worst, c);
-      }
-    }
-    std::printf("[golden] %-20s cpu bf16: min cos %.6f\n", arch.c_str(), worst);
+    check_bf16_golden(arch, data_dir() + "/model/" + arch);
   }
 }
 
@@ -377,6 +196,150 @@ TEST(CpuKernels, Bf16RoundsToNearestEven) {
     EXPECT_NEAR(bf16_to_float(out[4]), 3.0e-39f, 4.6e-41f) << k->isa;  // half a bf16 subnormal step
     EXPECT_EQ(bf16_to_float(out[5]), 65536.0f) << k->isa;
   }
+}
+
+// ---- Encoder API and `clipserve embed` on a model directory ----
+
+std::string tiny_model_dir() {
+  static const std::string dir = [] {
+    const std::string d = temp_dir() + "/tiny";
+    write_synthetic_model(arch_config("tiny"), 0, d);
+    return d;
+  }();
+  return dir;
+}
+
+TEST(Encoder, LoadsModelDirAndMatchesGoldens) {
+  for (const char* backend : {"cpu", "reference"}) {
+    EncoderOptions opt;
+    opt.backend = backend;
+    opt.threads = 2;
+    auto enc = Encoder::load(tiny_model_dir(), opt);
+    EXPECT_EQ(enc->embed_dim(), 32);
+    EXPECT_EQ(enc->logit_scale(), 100.00000762939453f);
+    const std::string dir = data_dir() + "/model/tiny";
+    const auto px = golden_pixels();
+    std::vector<float> img(6 * 32), txt(12 * 32);
+    enc->encode_images(px.data(), 6, img.data());
+    enc->encode_texts(golden_ids(dir), txt.data());
+    expect_rows_close(img, read_npy(dir + "/image_features.npy").to_f32(), 32, 0.99999, 2e-5f,
+                      backend);
+    expect_rows_close(txt, read_npy(dir + "/text_features.npy").to_f32(), 32, 0.99999, 2e-5f,
+                      backend);
+  }
+  EncoderOptions bad;
+  bad.backend = "gpu";
+  EXPECT_THROW(Encoder::load(tiny_model_dir(), bad), Error);
+  EXPECT_THROW(Encoder::load(temp_dir() + "/missing", {}), Error);
+}
+
+TEST(EmbedCli, NpyAndTextInputsInOrder) {
+  const std::string t = temp_dir();
+  const std::string dir = data_dir() + "/model/tiny";
+  const auto px = golden_pixels();
+  const long plane = 3L * 224 * 224;
+  write_npy_f32(t + "/img1.npy", std::span<const float>(px.data() + plane, plane), {3, 224, 224});
+  write_npy_f32(t + "/img0.npy", std::span<const float>(px.data(), plane), {3, 224, 224});
+  {
+    std::ofstream f(t + "/texts.jsonl");
+    f << "{\"text\": \"a photo of a cat.\"}\n\n{\"text\": \"a diagram\"}\n";
+  }
+  const std::string cmd = cli_path() + " embed --model " + tiny_model_dir() + " --out " + t +
+                          "/raw.npy --raw " + t + "/img1.npy 'text:a photo of a dog.' " + t +
+                          "/img0.npy @" + t + "/texts.jsonl 2>&1";
+  auto [rc, out] = run_command(cmd);
+  ASSERT_EQ(rc, 0) << out;
+  const NpyArray a = read_npy(t + "/raw.npy");
+  ASSERT_EQ(a.shape, (std::vector<int64_t>{5, 32}));
+  const auto got = a.to_f32();
+  const auto gi = read_npy(dir + "/image_features.npy").to_f32();
+  const auto gt = read_npy(dir + "/text_features.npy").to_f32();
+  auto row = [](const std::vector<float>& v, int r) {
+    return std::vector<float>(v.begin() + r * 32, v.begin() + (r + 1) * 32);
+  };
+  // Rows in input order: image 1, text 0, image 0, texts 1 and 2 (golden texts 0..2 are
+  // "a photo of a dog.", "a photo of a cat.", "a diagram").
+  expect_rows_close(row(got, 0), row(gi, 1), 32, 0.99999, 2e-5f, "image 1");
+  expect_rows_close(row(got, 1), row(gt, 0), 32, 0.99999, 2e-5f, "text 0");
+  expect_rows_close(row(got, 2), row(gi, 0), 32, 0.99999, 2e-5f, "image 0");
+  expect_rows_close(row(got, 3), row(gt, 1), 32, 0.99999, 2e-5f, "text 1");
+  expect_rows_close(row(got, 4), row(gt, 2), 32, 0.99999, 2e-5f, "text 2");
+
+  auto [rc2, out2] = run_command(cli_path() + " embed --model " + tiny_model_dir() + " --out " + t +
+                                 "/norm.npy " + t + "/img0.npy 'text:a photo of a dog.' 2>&1");
+  ASSERT_EQ(rc2, 0) << out2;
+  const auto n = read_npy(t + "/norm.npy").to_f32();
+  for (int r = 0; r < 2; ++r) {
+    double s = 0;
+    for (int k = 0; k < 32; ++k) s += double(n[r * 32 + k]) * n[r * 32 + k];
+    EXPECT_NEAR(s, 1.0, 1e-5);
+  }
+  EXPECT_GT(cosine(row(n, 0), row(gi, 0)), 0.99999);
+}
+
+TEST(EmbedCli, ImageFileEndToEnd) {
+  CS_REQUIRE_SHARED(shared);
+  const std::string t = temp_dir();
+  const std::string img = shared + "/golden/model/images/n02099601_golden_retriever.JPEG";
+  auto [rc, out] = run_command(cli_path() + " embed --raw --model " + tiny_model_dir() + " --out " +
+                               t + "/o.npy " + img + " 2>&1");
+  ASSERT_EQ(rc, 0) << out;
+  const auto got = read_npy(t + "/o.npy").to_f32();
+  const auto gi = read_npy(data_dir() + "/model/tiny/image_features.npy").to_f32();
+  // The image module's pixels are bit-exact, so the model tolerance holds end to end.
+  expect_rows_close(got, std::vector<float>(gi.begin(), gi.begin() + 32), 32, 0.99999, 2e-5f,
+                    "image file");
+}
+
+TEST(EmbedCli, BadInputsFailWithAMessage) {
+  const std::string t = temp_dir();
+  write_npy_f32(t + "/small.npy", std::vector<float>(3 * 8 * 8, 0.0f), {3, 8, 8});
+  struct Case {
+    std::string args, expect;
+  } cases[] = {
+      {"--model " + tiny_model_dir() + " --out " + t + "/o.npy " + t + "/small.npy", "small.npy"},
+      {"--model " + t + "/nope --out " + t + "/o.npy text:x", "nope"},
+      {"--model " + tiny_model_dir() + " --out " + t + "/o.npy " + t + "/missing.png",
+       "missing.png"},
+      {"--model " + tiny_model_dir() + " --out " + t + "/o.npy @" + t + "/missing.jsonl",
+       "missing.jsonl"},
+      {"--model " + tiny_model_dir() + " --device cuda --out " + t + "/o.npy text:x", "CUDA"},
+      {"--model " + tiny_model_dir() + " --out " + t + "/o.npy", "no inputs"},
+  };
+  for (const Case& c : cases) {
+    auto [rc, out] = run_command(cli_path() + " embed " + c.args + " 2>&1");
+    EXPECT_NE(rc, 0) << c.args;
+    EXPECT_NE(out.find(c.expect), std::string::npos) << c.args << ": " << out;
+  }
+}
+
+// `clipserve bench --json`: one object per case with the keys scripts rely on (values are
+// timings, so only their presence and consistency are checked).
+TEST(BenchCli, JsonHasTheContractKeys) {
+  auto [rc, out] = run_command(cli_path() + " bench --model " + tiny_model_dir() +
+                               " --tower image,text --batch 1,3 --precision fp32 --threads 1 "
+                               "--iters 2 --warmup 1 --tokens 8 --json");
+  ASSERT_EQ(rc, 0) << out;
+  std::istringstream lines(out);
+  std::string line;
+  int cases = 0;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    for (const char* key : {"model", "tower", "batch", "precision", "threads", "median_ms",
+                            "min_ms", "max_ms", "items_per_s", "gemm_floor_ms", "efficiency"}) {
+      EXPECT_TRUE(j.contains(key)) << key << " in " << line;
+    }
+    EXPECT_LE(j["min_ms"].get<double>(), j["median_ms"].get<double>());
+    EXPECT_LE(j["median_ms"].get<double>(), j["max_ms"].get<double>());
+    EXPECT_GT(j["gemm_floor_ms"].get<double>(), 0.0);
+    EXPECT_EQ(j["threads"], 1);
+    ++cases;
+  }
+  EXPECT_EQ(cases, 4);
+  auto [rc2, out2] =
+      run_command(cli_path() + " bench --model " + tiny_model_dir() + " --tower sideways 2>&1");
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(out2.find("sideways"), std::string::npos) << out2;
 }
 
 }  // namespace
