@@ -132,7 +132,8 @@ class HashEncoder : public Encoder {
 /// Fake front-ends: tokenize maps each byte to an id (start/end added, truncated to the
 /// context, a 0xFF byte is "invalid UTF-8"); preprocess fills the tensor from a hash of the
 /// bytes and rejects bodies starting with "BAD".
-inline EngineFrontends fake_frontends() {
+/// `on_preprocess` (optional) runs first in every preprocess call with the input's name.
+inline EngineFrontends fake_frontends(std::function<void(const std::string&)> on_preprocess = {}) {
   EngineFrontends fe;
   fe.tokenize = [](std::string_view text, int context_length) {
     std::vector<int32_t> ids{49406};
@@ -148,8 +149,9 @@ inline EngineFrontends fake_frontends() {
     ids.push_back(49407);
     return ids;
   };
-  fe.preprocess = [](std::span<const uint8_t> bytes, float* out, const std::string& name,
-                     double* decode_ms) {
+  fe.preprocess = [on_preprocess](std::span<const uint8_t> bytes, float* out,
+                                  const std::string& name, double* decode_ms) {
+    if (on_preprocess) on_preprocess(name);
     if (bytes.size() >= 3 && std::memcmp(bytes.data(), "BAD", 3) == 0) {
       throw Error(ErrorCode::kInvalidArgument, name + ": not a decodable image (test double)");
     }

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "clipserve/engine.h"
@@ -141,6 +143,43 @@ TEST(Engine, CoalescingWaitsForMoreItemsUpToMaxWait) {
   b.get();
   c.get();
   EXPECT_EQ(f.enc->batch_sizes(false), (std::vector<int>{1, 2}));
+}
+
+TEST(Engine, IdleTowerWaitsForImagesStillBeingPreprocessed) {
+  // "slow.jpg" is held in preprocessing until released; "fast.jpg" is queued meanwhile and
+  // waits for it (the tower is busy preprocessing) instead of running alone.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  auto fe = test::fake_frontends([&](const std::string& name) {
+    if (name != "slow.jpg") return;
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return release; });
+  });
+  auto enc = std::make_unique<HashEncoder>();
+  HashEncoder* e = enc.get();
+  EngineOptions opt;
+  opt.max_wait_us = 10'000'000;
+  opt.preprocess_threads = 2;
+  auto engine = Engine::create(std::move(enc), fe, opt);
+  auto slow = engine->submit_images({jpeg_like("slow.jpg")});
+  auto fast = engine->submit_images({jpeg_like("fast.jpg")});
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(e->calls().empty());  // fast.jpg did not run alone
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  slow.get();
+  fast.get();
+  EXPECT_EQ(e->batch_sizes(true), (std::vector<int>{2}));
+
+  // A failed preprocess also closes the window: nothing waits for an item that never comes.
+  auto bad = engine->submit_images({jpeg_like("BAD.jpg")});
+  auto ok = engine->submit_images({jpeg_like("ok.jpg")});
+  EXPECT_THROW(bad.get(), Error);
+  EXPECT_EQ(ok.get().n, 1);
 }
 
 TEST(Engine, FullQueueRejectsWithOverloadedAndRecovers) {

@@ -3,8 +3,14 @@
 // checked against the library's own answers for the same inputs.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 #include "clipserve/engine.h"
@@ -500,6 +506,82 @@ TEST_F(ServerTest, TinyModelResultsEqualTheLibrary) {
     EXPECT_NEAR(got[i]["prob"].get<float>(), want.images[0][i].prob, 1e-6);
   }
   expect_error(c.Post("/embed", "not a jpeg at all", "image/jpeg"), 400, "body");
+}
+
+// The real `clipserve serve` process: free port, readiness, a request, SIGTERM -> exit 0.
+TEST(ServeCommand, ServesUntilSigtermThenExitsCleanly) {
+  const std::string log = test::temp_dir() + "/serve.log";
+  const std::string cmd = test::cli_path() + " serve --model " + test::tiny_model_dir() +
+                          " --port 0 --model-id tiny-cli 2> " + log;
+  pid_t pid = 0;
+  const char* argv[] = {"/bin/sh", "-c", nullptr, nullptr};
+  const std::string exec_cmd = "exec " + cmd;
+  argv[2] = exec_cmd.c_str();
+  ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ), 0);
+  int port = 0;
+  for (int i = 0; i < 600 && !port; ++i) {  // up to 60 s on a busy machine
+    std::ifstream in(log);
+    std::string text{std::istreambuf_iterator<char>(in), {}};
+    std::smatch m;
+    if (std::regex_search(text, m, std::regex("listening on http://127.0.0.1:([0-9]+)"))) {
+      port = std::stoi(m[1]);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ASSERT_GT(port, 0) << "serve did not start";
+  httplib::Client c("127.0.0.1", port);
+  int ready = 0;
+  for (int i = 0; i < 600 && ready != 200; ++i) {
+    auto r = c.Get("/health/ready");
+    ready = r ? r->status : 0;
+    if (ready != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(ready, 200);
+  auto r = c.Post("/v1/embeddings", R"({"input":"hello","model":"tiny-cli"})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::ifstream in(log);
+  const std::string text{std::istreambuf_iterator<char>(in), {}};
+  EXPECT_NE(text.find("draining"), std::string::npos) << text;
+  EXPECT_NE(text.find("stopped"), std::string::npos) << text;
+}
+
+TEST(ClassifyCommand, JsonLinesInInputOrderAndFailuresReported) {
+  const std::string photo = test::data_dir() + "/engine/photo_640x425.jpg";
+  auto [rc, out] = test::run_command(test::cli_path() + " classify --model " +
+                                     test::tiny_model_dir() + " --labels dog,cat,fish " + photo +
+                                     " /nonexistent.jpg " + photo + " 2>/dev/null");
+  EXPECT_EQ(rc, 1);  // one file failed
+  std::vector<json> lines;
+  std::istringstream is(out);
+  for (std::string l; std::getline(is, l);) lines.push_back(json::parse(l));
+  ASSERT_EQ(lines.size(), 3u) << out;
+  EXPECT_EQ(lines[0]["file"], photo);
+  EXPECT_EQ(lines[1]["file"], "/nonexistent.jpg");
+  EXPECT_TRUE(lines[1].contains("error"));
+  ASSERT_EQ(lines[0]["labels"].size(), 3u);
+  EXPECT_GE(lines[0]["labels"][0]["prob"].get<double>(),
+            lines[0]["labels"][1]["prob"].get<double>());
+  EXPECT_EQ(lines[0]["labels"], lines[2]["labels"]);
+  EXPECT_TRUE(lines[0]["timings"]["encode_ms"].is_number());
+  // Same probabilities as the library.
+  auto engine = Engine::load(test::tiny_model_dir(), {});
+  auto want = engine->classify({ImageInput::encoded(test::read_bytes(photo))},
+                               LabelQuery{"", {"dog", "cat", "fish"}, {}, 0});
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(lines[0]["labels"][i]["label"], want.images[0][i].label);
+    EXPECT_NEAR(lines[0]["labels"][i]["prob"].get<double>(), want.images[0][i].prob, 1e-6);
+  }
+  auto [rc2, out2] = test::run_command(test::cli_path() + " classify --model " +
+                                       test::tiny_model_dir() + " " + photo + " 2>&1");
+  EXPECT_EQ(rc2, 2) << out2;
+  EXPECT_NE(out2.find("--labels"), std::string::npos);
 }
 
 }  // namespace

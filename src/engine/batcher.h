@@ -1,6 +1,7 @@
 // Dynamic batcher for one tower: a queue drained by one worker thread. An item that arrives
-// while the worker is idle is dispatched at once; items that arrive while it is busy are
-// coalesced up to max_batch, waiting at most max_wait_us after the oldest one arrived.
+// while the tower is idle is dispatched at once; while it is busy (a batch was running when
+// the items arrived, or more items of the tower are still being preprocessed upstream) items
+// are coalesced up to max_batch, waiting at most max_wait_us after the oldest one arrived.
 #pragma once
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -27,10 +29,13 @@ class Batcher {
   /// the batch left the queue. It must not throw: it reports failures to the items' owners.
   using RunFn = std::function<void(std::vector<Entry>& batch, Clock::time_point started)>;
 
-  Batcher(int max_batch, int max_wait_us, RunFn run)
+  /// `upstream` (optional) counts the tower's items still on their way (being preprocessed):
+  /// while it is non-zero a queued item waits (up to max_wait_us) for them to join its batch.
+  Batcher(int max_batch, int max_wait_us, RunFn run, std::function<int()> upstream = {})
       : max_batch_(std::max(1, max_batch)),
         max_wait_(std::chrono::microseconds(std::max(0, max_wait_us))),
         run_(std::move(run)),
+        upstream_(std::move(upstream)),
         worker_([this] { loop(); }) {}
 
   /// Runs every queued item, then joins the worker.
@@ -53,6 +58,25 @@ class Batcher {
     cv_.notify_one();
   }
 
+  /// Wakes the worker to re-check `upstream` (an upstream item failed and will never arrive).
+  void notify() {
+    { std::lock_guard<std::mutex> lock(mu_); }
+    cv_.notify_one();
+  }
+
+  /// Runs `fn` on the worker thread between batches and waits for it (warm-up uses this so
+  /// that the thread, and its OpenMP team, that will run the real batches runs the warm-up).
+  void call(std::function<void()> fn) {
+    std::packaged_task<void()> task(std::move(fn));
+    auto done = task.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      calls_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+    done.get();  // rethrows what fn threw
+  }
+
   /// Items waiting in the queue (not those being encoded).
   size_t queued() const {
     std::lock_guard<std::mutex> lock(mu_);
@@ -63,13 +87,26 @@ class Batcher {
   void loop() {
     std::unique_lock<std::mutex> lock(mu_);
     bool was_busy = false;  // the queue filled while a batch ran: coalesce
+    auto upstream = [&] { return upstream_ ? upstream_() : 0; };
     for (;;) {
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !calls_.empty(); });
+      if (!calls_.empty()) {
+        auto task = std::move(calls_.front());
+        calls_.pop_front();
+        lock.unlock();
+        task();
+        lock.lock();
+        continue;
+      }
       if (queue_.empty()) return;  // stopping and drained
-      if (was_busy && !stop_ && queue_.size() < static_cast<size_t>(max_batch_)) {
+      const size_t full = static_cast<size_t>(max_batch_);
+      if (!stop_ && queue_.size() < full && (was_busy || upstream() > 0)) {
         const auto deadline = queue_.front().enqueued + max_wait_;
-        cv_.wait_until(lock, deadline,
-                       [&] { return stop_ || queue_.size() >= static_cast<size_t>(max_batch_); });
+        cv_.wait_until(lock, deadline, [&] {
+          // After a busy batch the window stays open for new arrivals; otherwise it closes as
+          // soon as nothing more is on its way.
+          return stop_ || queue_.size() >= full || (!was_busy && upstream() == 0);
+        });
       }
       const size_t n = std::min(queue_.size(), static_cast<size_t>(max_batch_));
       std::vector<Entry> batch;
@@ -90,9 +127,11 @@ class Batcher {
   const int max_batch_;
   const Clock::duration max_wait_;
   RunFn run_;
+  std::function<int()> upstream_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Entry> queue_;
+  std::deque<std::packaged_task<void()>> calls_;
   bool stop_ = false;
   std::thread worker_;  // last: starts after every other member is constructed
 };

@@ -14,6 +14,7 @@
 #include "engine/lru_cache.h"
 #include "engine/metrics.h"
 #include "engine/thread_pool.h"
+#include "engine/warmup_image.h"
 
 namespace clipserve {
 
@@ -89,6 +90,7 @@ struct Engine::Impl {
   std::mutex encoder_mu;  // the Encoder is not thread-safe: one batch at a time
   std::atomic<uint64_t> batch_counter{0};
   std::atomic<int> admitted_images{0}, admitted_texts{0};
+  std::atomic<int> preprocessing_images{0};  // posted to the pool, not yet queued
 
   metrics::Registry reg;
   metrics::Counter *image_items, *text_items, *image_batches, *text_batches, *cache_hits,
@@ -159,9 +161,11 @@ struct Engine::Impl {
 
     pool = std::make_unique<engine::ThreadPool>(opt.preprocess_threads);
     image_batcher = std::make_unique<engine::Batcher<ImageItem>>(
-        opt.max_batch, opt.max_wait_us, [this](auto& batch, Clock::time_point started) {
+        opt.max_batch, opt.max_wait_us,
+        [this](auto& batch, Clock::time_point started) {
           run_batch(Tower::kImage, batch, started);
-        });
+        },
+        [this] { return preprocessing_images.load(); });
     text_batcher = std::make_unique<engine::Batcher<TextItem>>(
         opt.max_batch, opt.max_wait_us, [this](auto& batch, Clock::time_point started) {
           run_batch(Tower::kText, batch, started);
@@ -341,6 +345,7 @@ struct Engine::Impl {
         image_batcher->push(ImageItem{job, i});
         continue;
       }
+      preprocessing_images++;
       pool->post([this, job, i] {
         auto& im = job->images[i];
         const std::string name = im.name.empty() ? "images[" + std::to_string(i) + "]" : im.name;
@@ -348,6 +353,8 @@ struct Engine::Impl {
         try {
           fe.preprocess(im.bytes, job->pixels.data() + image_elems * i, name, &decode_ms);
         } catch (...) {
+          preprocessing_images--;
+          image_batcher->notify();  // a batch may be waiting for this item
           fail_item(job, std::current_exception());
           return;
         }
@@ -360,10 +367,15 @@ struct Engine::Impl {
           sibling_failed = job->error != nullptr;
         }
         if (sibling_failed) {  // the request fails anyway: spare the encoder
+          preprocessing_images--;
+          image_batcher->notify();
           finish_item(job);
           return;
         }
+        // Queue first, then stop counting it upstream: a waiting batch never misses it.
         image_batcher->push(ImageItem{job, i});
+        preprocessing_images--;
+        image_batcher->notify();
       });
     }
   }
@@ -555,26 +567,52 @@ void Engine::warm_up() {
     }
     lengths.push_back(m.context_length);
   }
-  // The front-ends too: the tokenizer loads its vocabulary on first use.
+  // The front-ends too: the tokenizer loads its vocabulary on first use, and every
+  // preprocessing thread decodes and resizes one JPEG (failures do not matter here).
   (void)m.fe.tokenize("warm up", m.context_length);
-  const int max_n = *std::max_element(sizes.begin(), sizes.end());
-  std::vector<float> pixels(m.image_elems * max_n, 0.0f), out(size_t(max_n) * m.dim);
-  std::lock_guard<std::mutex> lock(m.encoder_mu);
-  for (int n : sizes) {
-    CS_CHECK_ARG(n >= 1, "warm-up batch size must be >= 1, got ", n);
-    m.encoder->encode_images(pixels.data(), n, out.data());
+  {
+    const int tasks = 2 * m.pool->size();
+    std::vector<std::promise<void>> done(tasks);
+    std::vector<float> scratch(m.image_elems * tasks);
+    for (int i = 0; i < tasks; ++i) {
+      m.pool->post([&, i] {
+        try {
+          double decode_ms = 0;
+          m.fe.preprocess(engine::warmup_jpeg(), scratch.data() + m.image_elems * i, "warm-up",
+                          &decode_ms);
+        } catch (...) {
+        }
+        done[i].set_value();
+      });
+    }
+    for (auto& d : done) d.get_future().wait();
   }
-  const int32_t filler = std::min<int32_t>(320, m.cfg.text.vocab_size - 1);
+  for (int n : sizes) CS_CHECK_ARG(n >= 1, "warm-up batch size must be >= 1, got ", n);
   for (int len : lengths) {
     CS_CHECK_ARG(len >= 2 && len <= m.context_length, "warm-up text length ", len, " outside 2..",
                  m.context_length);
-    std::vector<int32_t> ids(len, filler);
-    ids.front() = std::min<int32_t>(49406, m.cfg.text.vocab_size - 2);
-    ids.back() = std::min<int32_t>(49407, m.cfg.text.vocab_size - 1);
-    for (int n : sizes) {
-      m.encoder->encode_texts(std::vector<std::vector<int32_t>>(n, ids), out.data());
-    }
   }
+  const int max_n = *std::max_element(sizes.begin(), sizes.end());
+  // On the towers' own worker threads: the threads (and OpenMP teams, scratch buffers) that
+  // run real batches are the ones warmed up.
+  m.image_batcher->call([&] {
+    std::vector<float> pixels(m.image_elems * max_n, 0.0f), out(size_t(max_n) * m.dim);
+    std::lock_guard<std::mutex> lock(m.encoder_mu);
+    for (int n : sizes) m.encoder->encode_images(pixels.data(), n, out.data());
+  });
+  m.text_batcher->call([&] {
+    std::vector<float> out(size_t(max_n) * m.dim);
+    const int32_t filler = std::min<int32_t>(320, m.cfg.text.vocab_size - 1);
+    std::lock_guard<std::mutex> lock(m.encoder_mu);
+    for (int len : lengths) {
+      std::vector<int32_t> ids(len, filler);
+      ids.front() = std::min<int32_t>(49406, m.cfg.text.vocab_size - 2);
+      ids.back() = std::min<int32_t>(49407, m.cfg.text.vocab_size - 1);
+      for (int n : sizes) {
+        m.encoder->encode_texts(std::vector<std::vector<int32_t>>(n, ids), out.data());
+      }
+    }
+  });
   m.ready = true;
   m.ready_gauge->set(1);
 }
