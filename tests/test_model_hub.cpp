@@ -517,6 +517,20 @@ TEST_F(HubFixture, PretrainedTagUsesTableRepoConfigAndTorchFallback) {
   EXPECT_EQ(r.config->vision.width, 768);
   EXPECT_TRUE(fs::exists(r.dir + "/open_clip_pytorch_model.bin"));
   EXPECT_EQ(detect_model_format(r.dir), ModelFormat::kOpenClipTorch);
+  // The 404 for the safetensors is remembered (.no_exist, as huggingface_hub does): the next
+  // resolution makes no request at all.
+  EXPECT_TRUE(fs::exists(opt.cache_dir +
+                         "/models--timm--vit_base_patch32_clip_224.openai/.no_exist/" + hub.commit +
+                         "/open_clip_model.safetensors"));
+  int before = hub.requests.load();
+  ResolvedModel again = resolve_model("ViT-B-32/openai", opt);
+  EXPECT_EQ(again.dir, r.dir);
+  EXPECT_EQ(hub.requests.load(), before);
+  // --refresh asks again (and still falls back).
+  HubOptions refresh = opt;
+  refresh.check_remote = true;
+  EXPECT_EQ(resolve_model("ViT-B-32/openai", refresh).dir, r.dir);
+  EXPECT_GT(hub.requests.load(), before);
   // The tiny weights are not ViT-B-32's: loading names the first mismatching tensor.
   try {
     load_model_dir(r.dir, r.config);

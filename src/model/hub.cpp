@@ -203,7 +203,10 @@ struct Metadata {
   int64_t size = -1;
 };
 
-Metadata head_metadata(const std::string& url0, const HubOptions& opt, const std::string& what) {
+// `missing_commit` receives the commit of a 404 EntryNotFound answer (the file does not
+// exist at that commit), which is cached as huggingface_hub does (.no_exist/).
+Metadata head_metadata(const std::string& url0, const HubOptions& opt, const std::string& what,
+                       std::string* missing_commit) {
   std::string url = url0;
   for (int hop = 0; hop < 6; ++hop) {
     CurlHandle c;
@@ -223,6 +226,8 @@ Metadata head_metadata(const std::string& url0, const HubOptions& opt, const std
       url = opt.endpoint + location;
       continue;
     }
+    if (r.status == 404 && r.header("x-error-code") == "EntryNotFound")
+      *missing_commit = r.header("x-repo-commit");
     if (r.status >= 400 || (r.status >= 300 && location.empty())) throw_http_error(r, what, opt);
     Metadata m;
     m.commit = r.header("x-repo-commit");
@@ -535,6 +540,24 @@ std::optional<HubFile> hub_cached_file(const std::string& repo_id, const std::st
   return HubFile{p.string(), commit, false};
 }
 
+bool hub_known_missing(const std::string& repo_id, const std::string& filename,
+                       const std::string& revision, const HubOptions& opt) {
+  std::string repo_dir = hub_repo_cache_dir(opt.cache_dir, repo_id);
+  std::string commit = revision;
+  if (!is_hex(revision, 40)) {
+    std::error_code ec;
+    if (!fs::is_regular_file(repo_dir + "/refs/" + revision, ec)) return false;
+    try {
+      commit = trim(read_file_text(repo_dir + "/refs/" + revision));
+    } catch (const Error&) {
+      return false;
+    }
+  }
+  std::error_code ec;
+  return !commit.empty() && commit.find('/') == std::string::npos &&
+         fs::exists(fs::path(repo_dir) / ".no_exist" / commit / filename, ec);
+}
+
 HubFile hub_download(const std::string& repo_id, const std::string& filename,
                      const std::string& revision, const HubOptions& opt) {
   check_repo_id(repo_id);
@@ -542,6 +565,10 @@ HubFile hub_download(const std::string& repo_id, const std::string& filename,
   check_revision(revision);
   const std::string what = repo_id + "/" + filename + (revision == "main" ? "" : "@" + revision);
   auto cached = hub_cached_file(repo_id, filename, revision, opt);
+  if (!cached && !opt.check_remote && hub_known_missing(repo_id, filename, revision, opt)) {
+    CS_THROW(kNotFound, what, ": not in the repository (cached answer from ", opt.endpoint,
+             "; `pull --refresh` asks again)");
+  }
   if (opt.offline) {
     if (cached) return *cached;
     CS_THROW(kUnavailable, what, ": not in the local cache ", opt.cache_dir,
@@ -551,9 +578,29 @@ HubFile hub_download(const std::string& repo_id, const std::string& filename,
   ensure_curl();
   const std::string url = opt.endpoint + "/" + repo_id + "/resolve/" + url_path_encode(revision) +
                           "/" + url_path_encode(filename);
+  const std::string repo_dir = hub_repo_cache_dir(opt.cache_dir, repo_id);
   Metadata m;
   try {
-    m = head_metadata(url, opt, what);
+    std::string missing_commit;
+    try {
+      m = head_metadata(url, opt, what, &missing_commit);
+    } catch (const Error&) {
+      // Remember "no such file at this commit" (huggingface_hub's .no_exist markers), so
+      // optional files and format fallbacks cost no request on the next run.
+      if (is_hex(missing_commit, 40)) {
+        std::error_code e2;
+        fs::path marker = fs::path(repo_dir) / ".no_exist" / missing_commit / filename;
+        fs::create_directories(marker.parent_path(), e2);
+        if (!e2) {
+          write_text_atomic(marker.string(), "");
+          if (revision != missing_commit) {
+            fs::create_directories(fs::path(repo_dir) / "refs", e2);
+            write_text_atomic(repo_dir + "/refs/" + revision, missing_commit);
+          }
+        }
+      }
+      throw;
+    }
   } catch (const Error& e) {
     // Like huggingface_hub: an unreachable hub falls back to the cache.
     if (cached && e.code() == ErrorCode::kUnavailable) {
@@ -562,7 +609,6 @@ HubFile hub_download(const std::string& repo_id, const std::string& filename,
     }
     throw;
   }
-  const std::string repo_dir = hub_repo_cache_dir(opt.cache_dir, repo_id);
   std::error_code ec;
   fs::create_directories(repo_dir + "/blobs", ec);
   if (ec) CS_THROW(kIo, repo_dir, "/blobs: cannot create: ", ec.message());

@@ -48,6 +48,11 @@ std::string hub_repo_cache_dir(const std::string& cache_dir, const std::string& 
 std::optional<HubFile> hub_cached_file(const std::string& repo_id, const std::string& filename,
                                        const std::string& revision, const HubOptions& opt);
 
+/// True when the cache records that the file does not exist at the revision's commit
+/// (`.no_exist/<commit>/<file>`, written by huggingface_hub and by us after a 404).
+bool hub_known_missing(const std::string& repo_id, const std::string& filename,
+                       const std::string& revision, const HubOptions& opt);
+
 /// Downloads one file of a model repository into the cache (or finds it there) and returns
 /// its snapshot path. Errors: kNotFound (repo/file/revision does not exist: 404),
 /// kUnavailable (offline and not cached, hub unreachable), kInvalidArgument (401/403: gated,

@@ -31,7 +31,7 @@ std::optional<std::string> fetch_first(const std::string& repo, const std::strin
     tried->push_back(f);
     if (opt.offline) {
       if (auto c = hub_cached_file(repo, f, revision, opt)) return c->path;
-      continue;
+      continue;  // a later alternative may be cached; the caller reports all if none is
     }
     try {
       return hub_download(repo, f, revision, opt).path;
