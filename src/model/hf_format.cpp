@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "model/layout.h"
+#include "model/weights.h"
 
 namespace clipserve {
 
@@ -77,12 +78,6 @@ std::vector<float> transpose(const float* src, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) out[c * rows + r] = src[r * cols + c];
   return out;
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
 }
 
 }  // namespace
