@@ -291,6 +291,9 @@ TEST(Synthetic, TinyModelEqualsSharedFixtureBitForBit) {
   ASSERT_EQ(ours.size(), theirs.size());
   EXPECT_TRUE(ours == theirs);
   EXPECT_TRUE(load_model_config(dir + "/open_clip_config.json") == cfg);
+  // The config we write is byte-identical to open_clip's too.
+  EXPECT_EQ(read_file_text(dir + "/open_clip_config.json"),
+            read_file_text(shared + "/models/tiny/open_clip_config.json"));
 }
 
 TEST(Synthetic, CliWritesALoadableModelDirectory) {

@@ -4,7 +4,12 @@
 //   const auto& tok = clipserve::Tokenizer::get();      // vocabulary loaded once
 //   auto r = tok.encode("a photo of a dog.");           // {49406, ..., 49407}
 //
-// Thread-safety: encode() may be called concurrently from any number of threads.
+// Cleaning: ftfy.fix_text (default settings), html.unescape twice, whitespace collapsing and
+// str.lower(), as open_clip 2.32 does with clean="lower"; "<start_of_text>" / "<end_of_text>"
+// inside the text become the special ids. See docs/tokenizer.md.
+//
+// Thread-safety: encode() may be called concurrently from any number of threads (words are
+// cached in a shared, bounded BPE cache).
 #pragma once
 
 #include <cstdint>
@@ -26,8 +31,9 @@ class Tokenizer {
   /// The process-wide tokenizer with the bundled CLIP vocabulary.
   static const Tokenizer& get();
 
-  /// Throws Error(kInvalidArgument) naming the byte offset when `text` is not valid UTF-8.
-  /// Longer texts keep their first context_length ids, the last forced to kEndToken.
+  /// Throws Error(kInvalidArgument) naming the byte offset when `text` is not valid UTF-8, or
+  /// when context_length < 2. Longer texts keep their first context_length ids, the last
+  /// forced to kEndToken, and set `truncated`.
   virtual Tokens encode(std::string_view text, int context_length = 77) const = 0;
 
   virtual ~Tokenizer() = default;

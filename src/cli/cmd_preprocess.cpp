@@ -3,13 +3,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "clipserve/image.h"
 #include "core/check.h"
 #include "core/file.h"
 #include "core/npy.h"
+#include "model/model_dir.h"
 
 namespace clipserve::cli {
 
@@ -24,7 +24,7 @@ const char* kUsage =
     "\n"
     "options:\n"
     "  --size S           output size (default 224, or the model's image size)\n"
-    "  --model DIR        take size/mean/std from DIR/open_clip_config.json preprocess_cfg\n"
+    "  --model DIR        take size/mean/std from a model (directory or hub name) preprocess_cfg\n"
     "  --mean R,G,B       normalisation mean (default OpenAI's)\n"
     "  --std R,G,B        normalisation std (default OpenAI's)\n"
     "  --out DIR          output directory (created if missing)\n"
@@ -51,37 +51,6 @@ std::array<float, 3> parse_triple(const std::string& s, const char* what) {
   return v;
 }
 
-// Reads preprocess_cfg (image_size, mean, std) from an open_clip model directory.
-void apply_model_config(const std::string& dir, PreprocessOptions& opt) {
-  const std::string path = (std::filesystem::path(dir) / "open_clip_config.json").string();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file_text(path));
-  } catch (const nlohmann::json::exception& e) {
-    CS_THROW(kInvalidArgument, path, ": invalid JSON: ", e.what());
-  }
-  auto read = [&](const nlohmann::json& cfg) {
-    try {
-      if (cfg.contains("image_size")) {
-        const auto& s = cfg["image_size"];
-        opt.size = s.is_array() ? s.at(0).get<int>() : s.get<int>();
-      }
-      if (cfg.contains("mean")) {
-        for (int i = 0; i < 3; ++i) opt.mean[i] = cfg["mean"].at(i).get<float>();
-      }
-      if (cfg.contains("std")) {
-        for (int i = 0; i < 3; ++i) opt.std[i] = cfg["std"].at(i).get<float>();
-      }
-    } catch (const nlohmann::json::exception& e) {
-      CS_THROW(kInvalidArgument, path, ": bad preprocess_cfg: ", e.what());
-    }
-  };
-  if (j.contains("model_cfg") && j["model_cfg"].contains("vision_cfg")) {
-    read(j["model_cfg"]["vision_cfg"]);
-  }
-  if (j.contains("preprocess_cfg")) read(j["preprocess_cfg"]);
-}
-
 int run(int argc, char** argv) {
   Args args;
   args.option("size").option("model").option("mean").option("std").option("out").option(
@@ -89,7 +58,8 @@ int run(int argc, char** argv) {
   args.flag("fast").flag("exif-transpose").flag("reference");
   args.parse(argc, argv);
   PreprocessOptions opt;
-  if (auto m = args.get("model")) apply_model_config(*m, opt);
+  if (auto m = args.get("model"))
+    opt = PreprocessOptions::from(load_model_config_for(*m).preprocess);
   opt.size = args.get_int("size", opt.size);
   CS_CHECK_ARG(opt.size > 0 && opt.size <= 8192, "--size must be in 1..8192");
   if (auto m = args.get("mean")) opt.mean = parse_triple(*m, "--mean");

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -93,7 +94,9 @@ std::string read_file_text(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, std::span<const uint8_t> bytes) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // Unique per process and call, so concurrent writers of one path never share a temp file.
+  static std::atomic<uint64_t> counter{0};
+  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw_errno("create", tmp);
   size_t off = 0;

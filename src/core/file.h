@@ -35,7 +35,7 @@ class MappedFile {
 /// Reads a whole file; throws Error naming the path.
 std::vector<uint8_t> read_file_bytes(const std::string& path);
 std::string read_file_text(const std::string& path);
-/// Writes atomically: to `path.tmp.<pid>` then rename.
+/// Writes atomically: to a unique `path.tmp.<pid>.<n>`, then rename over `path`.
 void write_file_atomic(const std::string& path, std::span<const uint8_t> bytes);
 
 }  // namespace clipserve

@@ -49,7 +49,7 @@ const char* format_name(Format f) {
   return "unknown";
 }
 
-void Image::allocate(Mode m, int w, int h) {
+void Image::allocate(Mode m, int w, int h, bool zero) {
   mode = m;
   width = w;
   height = h;
@@ -62,7 +62,10 @@ void Image::allocate(Mode m, int w, int h) {
     bytes.clear();
   } else {
     // Padding lets SIMD kernels load whole 4/8-byte groups at the last pixel.
-    bytes.assign(n * channels(m) + kPixelPadding, 0);
+    const size_t used = n * channels(m);
+    bytes.clear();
+    bytes.resize(used + kPixelPadding);
+    std::memset(bytes.data() + (zero ? 0 : used), 0, zero ? bytes.size() : kPixelPadding);
     ints.clear();
   }
 }

@@ -29,6 +29,9 @@ struct DecodeOptions {
   /// JPEG only: libjpeg-turbo DCT-domain downscaling by 1/scale_denom (1, 2, 4 or 8); not
   /// what Pillow does (fast mode only). Region is then in scaled coordinates.
   int jpeg_scale_denom = 1;
+  /// Decoders may take this image's buffers (their capacity) instead of allocating: callers
+  /// decoding many images reuse memory and avoid page faults. Left empty afterwards.
+  Image* reuse = nullptr;
   /// Use libpng/zlib instead of clipserve's own PNG path (reference for tests).
   bool png_reference = false;
 };

@@ -154,8 +154,10 @@ bool run_decode(std::span<const uint8_t> bytes, const DecodeOptions& opt, bool h
   const int stride = d.cols * cinfo.output_components;
   if (y0 > 0) jpeg_skip_scanlines(&cinfo, static_cast<JDIMENSION>(y0));
   for (int y = 0; y < d.rows && !err->truncated;) {
-    JSAMPROW row = pixels + static_cast<size_t>(y) * stride;
-    y += static_cast<int>(jpeg_read_scanlines(&cinfo, &row, 1));
+    JSAMPROW rows[16];
+    const int n = std::min(16, d.rows - y);
+    for (int i = 0; i < n; ++i) rows[i] = pixels + static_cast<size_t>(y + i) * stride;
+    y += static_cast<int>(jpeg_read_scanlines(&cinfo, rows, static_cast<JDIMENSION>(n)));
   }
   if (err->truncated) {
     jpeg_destroy_decompress(&cinfo);
@@ -187,7 +189,7 @@ struct AllocCtx {
 
 uint8_t* allocate(void* vctx, const Decoded& d) {
   auto* ctx = static_cast<AllocCtx*>(vctx);
-  ctx->img->allocate(d.mode, d.cols, d.rows);
+  ctx->img->allocate(d.mode, d.cols, d.rows, /*zero=*/false);
   return ctx->img->bytes.data();
 }
 
@@ -209,6 +211,7 @@ Image decode_jpeg(std::span<const uint8_t> bytes, const DecodeOptions& opt,
   if (!run_decode(bytes, opt, true, nullptr, nullptr, &d, &err)) throw_jpeg_error(err, name);
   check_dimensions(d.width, d.height, opt, name);
   Image img;
+  if (opt.reuse != nullptr) img = std::move(*opt.reuse);
   AllocCtx ctx{&img, &opt, &name, false};
   if (!run_decode(bytes, opt, false, allocate, &ctx, &d, &err)) throw_jpeg_error(err, name);
   img.origin_x = d.origin_x;

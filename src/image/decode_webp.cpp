@@ -45,10 +45,10 @@ Image decode_webp(std::span<const uint8_t> bytes, const DecodeOptions& opt,
   const int w = static_cast<int>(info.canvas_width), h = static_cast<int>(info.canvas_height);
   const size_t n = static_cast<size_t>(w) * h;
   if (features.has_alpha) {
-    img.allocate(Mode::kRGBA, w, h);
+    img.allocate(Mode::kRGBA, w, h, /*zero=*/false);
     std::memcpy(img.bytes.data(), rgba, n * 4);
   } else {
-    img.allocate(Mode::kRGB, w, h);
+    img.allocate(Mode::kRGB, w, h, /*zero=*/false);
     uint8_t* out = img.bytes.data();
     for (size_t i = 0; i < n; ++i) {
       out[3 * i] = rgba[4 * i];

@@ -5,7 +5,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace clipserve::image {
@@ -34,6 +36,28 @@ inline int channels(Mode m) {
 
 const char* mode_name(Mode m);
 
+/// An allocator that leaves new elements uninitialised (big pixel buffers that are about to be
+/// overwritten should not pay for zero-filling).
+template <typename T>
+struct UninitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using PixelBuffer = std::vector<uint8_t, UninitAllocator<uint8_t>>;
+
+/// Scratch buffers larger than this are released after use instead of being kept per thread.
+inline constexpr size_t kMaxKeptScratch = size_t(64) << 20;
+
 /// Extra zero bytes after the pixels of 8-bit images (SIMD over-reads land there).
 inline constexpr size_t kPixelPadding = 64;
 
@@ -56,7 +80,8 @@ struct Image {
   int stride() const { return width * channels(mode); }
   const uint8_t* row(int y) const { return bytes.data() + static_cast<size_t>(y) * stride(); }
   uint8_t* row(int y) { return bytes.data() + static_cast<size_t>(y) * stride(); }
-  void allocate(Mode m, int w, int h);
+  /// Sizes the buffers for mode m; pixels are zeroed unless zero == false (padding always is).
+  void allocate(Mode m, int w, int h, bool zero = true);
 };
 
 /// A palette initialised like Pillow's ImagingPaletteNew: entry i = (i, i, i), so indices past

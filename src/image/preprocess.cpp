@@ -24,6 +24,7 @@ namespace {
 
 using image::Geometry;
 using image::Image;
+using image::kMaxKeptScratch;
 
 // Largest libjpeg-turbo scale 1/d (d = 8, 4, 2) that keeps the decoded image at least as
 // large as the resize target (Pillow's draft() rule); 1 when none does.
@@ -46,11 +47,19 @@ Image crop_reference_chain(std::span<const uint8_t> bytes, const PreprocessOptio
   return image::crop_reference(img, g.left, g.top, opt.size, opt.size);
 }
 
+// Decoded pixels are kept per thread and reused by the next image (no page faults).
+thread_local Image t_scratch;
+
+void keep_scratch(Image&& img) {
+  if (img.bytes.capacity() + img.ints.capacity() * 4 <= kMaxKeptScratch) t_scratch = std::move(img);
+}
+
 Image crop_fast_chain(std::span<const uint8_t> bytes, const PreprocessOptions& opt,
                       const std::string& name) {
   const int S = opt.size;
   image::DecodeOptions dopt;
   dopt.max_pixels = opt.max_pixels;
+  dopt.reuse = &t_scratch;
   if (image::sniff_format(bytes) == image::Format::kJpeg && !opt.apply_exif_orientation) {
     const image::ImageInfo info = image::probe_jpeg(bytes, name);
     image::check_dimensions(info.width, info.height, dopt, name);
@@ -66,12 +75,16 @@ Image crop_fast_chain(std::span<const uint8_t> bytes, const PreprocessOptions& o
     dopt.region = &region;
     Image img = image::decode_jpeg(bytes, dopt, name);
     CS_ASSERT(img.full_width == w && img.full_height == h);
-    return image::resize_crop(img, g, S);
+    Image crop = image::resize_crop(img, g, S);
+    keep_scratch(std::move(img));
+    return crop;
   }
   Image img = image::decode_image(bytes, dopt, name);
   if (opt.apply_exif_orientation) img = image::apply_orientation(img, img.exif_orientation);
   const Geometry g = image::plan_geometry(img.width, img.height, S);
-  return image::resize_crop(img, g, S);
+  Image crop = image::resize_crop(img, g, S);
+  keep_scratch(std::move(img));
+  return crop;
 }
 
 std::vector<uint8_t> rgb8(std::span<const uint8_t> bytes, const PreprocessOptions& opt,

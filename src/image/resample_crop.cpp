@@ -92,7 +92,7 @@ Image resize_crop_with(const Image& in, const Geometry& g, int size, const Kerne
   if (!g.resize) return crop_region(in, g.left, g.top, size, size);
 
   Image out;
-  out.allocate(in.mode, size, size);
+  out.allocate(in.mode, size, size, in.mode == Mode::kP || in.mode == Mode::k1);
   out.palette = in.palette;
   if (in.mode == Mode::kP || in.mode == Mode::k1) {
     const std::vector<int> tx = nearest_table(W, g.resized_w);
@@ -127,9 +127,10 @@ Image resize_crop_with(const Image& in, const Geometry& g, int size, const Kerne
   // Source rows/columns the passes read, as a pointer + stride (premultiplied copy for alpha).
   const uint8_t* src = in.row(need.y0 - in.origin_y) + (need.x0 - in.origin_x) * C;
   size_t src_stride = static_cast<size_t>(in.stride());
-  std::vector<uint8_t> premul;
+  thread_local PixelBuffer premul;
   if (alpha) {
     const int cols = need.x1 - need.x0;
+    premul.clear();
     premul.resize(static_cast<size_t>(rows) * cols * C + kPixelPadding);
     for (int y = 0; y < rows; ++y) {
       const uint8_t* s = src + y * src_stride;
@@ -145,12 +146,13 @@ Image resize_crop_with(const Image& in, const Geometry& g, int size, const Kerne
   }
 
   // Pass 1 (horizontal): `rows` rows x `size` columns.
-  std::vector<uint8_t> tmp_buf;
+  thread_local PixelBuffer tmp_buf;
   const uint8_t* mid = src;
   size_t mid_stride = src_stride;
   if (need_h) {
     const CropCoeffs cx = crop_coeffs(bicubic_coeffs(W, g.resized_w), g.left, size, need.x0);
     mid_stride = static_cast<size_t>(size) * C;
+    tmp_buf.clear();
     tmp_buf.resize(static_cast<size_t>(rows) * mid_stride + kPixelPadding);
     kern.horizontal(src, src_stride, rows, C, tmp_buf.data(), mid_stride, size, cx.xmin.data(),
                     cx.count.data(), cx.k.data(), cx.ksize);

@@ -266,6 +266,13 @@ void parse_preprocess(FieldReader& r, const std::string& source, PreprocessConfi
 // A float as the shortest decimal that reads back to it, so 0.48145466f serializes as
 // 0.48145466 rather than 0.4814546597003937.
 double float_for_json(float f) {
+  // The normalization constants as open_clip writes them (more digits than the shortest
+  // float form), so configs we write read like open_clip's own.
+  static const double kCanonical[] = {0.48145466, 0.4578275, 0.40821073, 0.26862954, 0.26130258,
+                                      0.27577711, 0.485,     0.456,      0.406,      0.229,
+                                      0.224,      0.225,     0.5};
+  for (double c : kCanonical)
+    if (static_cast<float>(c) == f) return c;
   char buf[64];
   auto res = std::to_chars(buf, buf + sizeof buf, f);
   *res.ptr = '\0';

@@ -4,16 +4,11 @@
 #include <set>
 
 #include "core/check.h"
+#include "model/weights.h"
 
 namespace clipserve {
 
 namespace {
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
 
 void add_blocks(std::vector<TensorSpec>& out, const std::string& prefix, int layers, int64_t w,
                 int64_t mlp) {

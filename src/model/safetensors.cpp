@@ -12,6 +12,7 @@
 #include <set>
 
 #include "core/check.h"
+#include "model/weights.h"
 
 namespace clipserve {
 
@@ -35,12 +36,6 @@ constexpr DTypeEntry kDTypes[] = {
     {"I32", StDType::kI32, 4},        {"U32", StDType::kU32, 4},        {"F32", StDType::kF32, 4},
     {"F64", StDType::kF64, 8},        {"I64", StDType::kI64, 8},        {"U64", StDType::kU64, 8},
 };
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
 
 // Reads a non-negative integer that fits in int64 from a JSON value.
 bool json_u63(const Json& v, uint64_t* out) {

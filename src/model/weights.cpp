@@ -5,13 +5,11 @@
 
 namespace clipserve {
 
-namespace {
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string r = "[";
   for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
   return r + "]";
 }
-}  // namespace
 
 const char* dtype_name(DType d) {
   switch (d) {

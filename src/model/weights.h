@@ -14,6 +14,8 @@ namespace clipserve {
 enum class DType { kF32, kF16, kBF16 };
 const char* dtype_name(DType d);
 size_t dtype_size(DType d);
+/// "[768, 3, 32, 32]", for error messages.
+std::string shape_str(const std::vector<int64_t>& shape);
 
 struct WeightTensor {
   std::vector<int64_t> shape;

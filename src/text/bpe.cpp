@@ -158,6 +158,11 @@ void Bpe::encode_word_uncached(std::string_view word, std::vector<int32_t>& out)
 }
 
 void Bpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+  // Very long words are rare and would crowd out the rest: encode them directly.
+  if (word.size() > kMaxCachedWordBytes) {
+    encode_word_uncached(word, out);
+    return;
+  }
   const size_t h = std::hash<std::string_view>{}(word);
   CacheShard& shard = cache_[h % kCacheShards];
   const std::string key(word);
@@ -171,11 +176,14 @@ void Bpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
   }
   const size_t start = out.size();
   encode_word_uncached(word, out);
+  const size_t entry_bytes = 96 + key.size() + (out.size() - start) * sizeof(int32_t);
   std::unique_lock lock(shard.mutex);
-  // Bounded memory: a full shard starts over.
-  if (shard.map.size() >= kMaxEntriesPerShard) shard.map.clear();
-  shard.map.emplace(key,
-                    std::vector<int32_t>(out.begin() + static_cast<ptrdiff_t>(start), out.end()));
+  if (shard.bytes + entry_bytes > kMaxShardBytes) {
+    shard.map.clear();
+    shard.bytes = 0;
+  }
+  std::vector<int32_t> ids(out.begin() + static_cast<ptrdiff_t>(start), out.end());
+  if (shard.map.emplace(key, std::move(ids)).second) shard.bytes += entry_bytes;
 }
 
 }  // namespace clipserve::text

@@ -48,9 +48,12 @@ class Bpe {
   struct CacheShard {
     mutable std::shared_mutex mutex;
     std::unordered_map<std::string, std::vector<int32_t>> map;
+    size_t bytes = 0;  // approximate memory held by `map`
   };
   static constexpr size_t kCacheShards = 32;
-  static constexpr size_t kMaxEntriesPerShard = 8192;
+  // Bounded memory: a shard that grows past kMaxShardBytes starts over (32 MiB in all).
+  static constexpr size_t kMaxShardBytes = size_t{1} << 20;
+  static constexpr size_t kMaxCachedWordBytes = 1024;
   mutable std::unique_ptr<CacheShard[]> cache_;
 };
 

@@ -5,6 +5,7 @@
 
 #include <unicode/ucnv.h>
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <optional>
@@ -147,11 +148,14 @@ struct FtfyData {
   std::vector<uint32_t> categories;  // for code points < kCategoryTableSize
   std::array<std::u32string, 0xFFF0 - 0xFF01> width_map;
 
+  std::unordered_map<char32_t, uint32_t> high_categories;  // members >= kCategoryTableSize
+  char32_t high_min = 0x110000, high_max = 0;
+
   uint32_t category(char32_t c) const {
     if (c < kCategoryTableSize) return categories[c];
-    if (c == 0xF8FF) return kStartPunct;
-    if (c == 0xFFFD) return kBad;
-    return 0;
+    if (c < high_min || c > high_max) return 0;
+    auto it = high_categories.find(c);
+    return it == high_categories.end() ? 0 : it->second;
   }
 };
 
@@ -176,22 +180,25 @@ FtfyData* build_data() {
   }
 
   d->categories.assign(kCategoryTableSize, 0);
-  for (const CategoryDef& def : kCategoryDefs) {
-    for (char32_t c : def.chars) {
-      if (c < kCategoryTableSize) d->categories[c] |= def.category;
+  auto mark = [&](char32_t c, uint32_t cat) {
+    if (c < kCategoryTableSize) {
+      d->categories[c] |= cat;
+    } else {
+      d->high_categories[c] |= cat;
+      d->high_min = std::min(d->high_min, c);
+      d->high_max = std::max(d->high_max, c);
     }
+  };
+  for (const CategoryDef& def : kCategoryDefs) {
+    for (char32_t c : def.chars) mark(c, def.category);
     for (size_t i = 0; i + 1 < def.ranges.size(); i += 2) {
-      for (char32_t c = def.ranges[i]; c <= def.ranges[i + 1]; ++c)
-        d->categories[c] |= def.category;
+      for (char32_t c = def.ranges[i]; c <= def.ranges[i + 1]; ++c) mark(c, def.category);
     }
   }
   // UTF-8 clues: the characters that UTF-8 lead / continuation bytes become when decoded with
   // the Latin-1-like code pages ftfy looks for inside otherwise good text.
   const CodecId clue_codecs[] = {kLatin1,     kSloppy1252, kSloppy1251, kSloppy1250,
                                  kSloppy1253, kSloppy1254, kSloppy1257};
-  auto mark = [&](char32_t c, uint32_t cat) {
-    if (c < kCategoryTableSize) d->categories[c] |= cat;
-  };
   for (CodecId id : clue_codecs) {
     const ByteCodec& codec = d->codecs[id];
     for (int b = 0x80; b < 0xC0; ++b) {
@@ -339,9 +346,49 @@ std::vector<Pattern> build_badness_patterns() {
   return v;
 }
 
-const std::vector<Pattern>& badness_patterns() {
-  static const std::vector<Pattern> patterns = build_badness_patterns();
-  return patterns;
+// The patterns plus lookup tables: for code points below kCategoryTableSize, the set of patterns
+// whose first predicate matches, and a bitmap per predicate. Characters above the table are
+// tested with matches() directly.
+struct BadnessMatcher {
+  std::vector<Pattern> patterns;
+  std::vector<uint64_t> first;      // [c]: bit p set when pattern p's first predicate matches c
+  std::vector<size_t> pred_index;   // first flattened predicate index of each pattern
+  std::vector<const Pred*> preds;   // flattened predicates
+  std::vector<uint64_t> pred_bits;  // bitmap of kCategoryTableSize bits per predicate
+  static constexpr size_t kWords = kCategoryTableSize / 64;
+
+  bool pred_matches(const FtfyData& d, size_t flat, char32_t c) const {
+    if (c < kCategoryTableSize) return (pred_bits[flat * kWords + c / 64] >> (c % 64)) & 1;
+    return matches(d, *preds[flat], c);
+  }
+};
+
+const BadnessMatcher& badness_matcher() {
+  static const BadnessMatcher* m = [] {
+    auto* b = new BadnessMatcher;
+    const FtfyData& d = data();
+    b->patterns = build_badness_patterns();
+    CS_ASSERT(b->patterns.size() <= 64);
+    b->first.assign(kCategoryTableSize, 0);
+    for (size_t p = 0; p < b->patterns.size(); ++p) {
+      b->pred_index.push_back(b->preds.size());
+      for (const Pred& pred : b->patterns[p].preds) b->preds.push_back(&pred);
+    }
+    b->pred_bits.assign(b->preds.size() * BadnessMatcher::kWords, 0);
+    for (size_t f = 0; f < b->preds.size(); ++f) {
+      for (char32_t c = 0; c < kCategoryTableSize; ++c) {
+        if (matches(d, *b->preds[f], c))
+          b->pred_bits[f * BadnessMatcher::kWords + c / 64] |= uint64_t{1} << (c % 64);
+      }
+    }
+    for (size_t p = 0; p < b->patterns.size(); ++p) {
+      for (char32_t c = 0; c < kCategoryTableSize; ++c) {
+        if (b->pred_matches(d, b->pred_index[p], c)) b->first[c] |= uint64_t{1} << p;
+      }
+    }
+    return b;
+  }();
+  return *m;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -647,6 +694,7 @@ const std::u32string* ligature(char32_t c) {
       {U'Ǆ', U"DŽ"},  {U'ǅ', U"Dž"},  {U'ǆ', U"dž"}, {U'Ǉ', U"LJ"}, {U'ǈ', U"Lj"}, {U'ǉ', U"lj"},
       {U'Ǌ', U"NJ"},  {U'ǋ', U"Nj"},  {U'ǌ', U"nj"}, {U'ﬀ', U"ff"}, {U'ﬁ', U"fi"}, {U'ﬂ', U"fl"},
       {U'ﬃ', U"ffi"}, {U'ﬄ', U"ffl"}, {U'ﬅ', U"ſt"}, {U'ﬆ', U"st"}};
+  if (c < 0x132 || (c > 0x1F3 && c < 0xFB00) || c > 0xFB06) return nullptr;
   auto it = kLigatures.find(c);
   return it == kLigatures.end() ? nullptr : &it->second;
 }
@@ -722,7 +770,31 @@ std::u32string apply_character_fixers(std::u32string text) {
   return text;
 }
 
+// False when one round of fix_segment would leave the text unchanged (so it is already fixed).
+bool segment_needs_fixing(std::u32string_view text, bool unescape_html) {
+  const FtfyData& d = data();
+  bool ascii = true;
+  for (char32_t c : text) {
+    if (c < 0x80) {
+      if ((c == U'&' && unescape_html) || c == U'\r' || c == 0x1B || is_removed_control(c)) {
+        return true;
+      }
+      continue;
+    }
+    ascii = false;
+    if (c <= 0x9F || c == 0x3000 || c == 0x2BC || (c >= 0x2018 && c <= 0x201F) || c == 0x2028 ||
+        c == 0x2029 || is_removed_control(c) || ligature(c) != nullptr ||
+        (c >= 0xFF01 && c < 0xFFF0 && !d.width_map[c - 0xFF01].empty())) {
+      return true;
+    }
+  }
+  if (ascii) return false;
+  if (ftfy_is_bad(text)) return true;
+  return nfc(text) != text;
+}
+
 std::u32string fix_segment(std::u32string text, bool unescape_html) {
+  if (!segment_needs_fixing(text, unescape_html)) return text;
   while (true) {
     std::u32string orig = text;
     if (unescape_html) text = ftfy_unescape_html(text);
@@ -737,14 +809,31 @@ std::u32string fix_segment(std::u32string text, bool unescape_html) {
 
 bool ftfy_is_bad(std::u32string_view text) {
   const FtfyData& d = data();
-  const auto& patterns = badness_patterns();
+  const BadnessMatcher& m = badness_matcher();
   const size_t n = text.size();
   for (size_t i = 0; i < n; ++i) {
-    for (const Pattern& p : patterns) {
-      if (p.at_start && i != 0) continue;
-      if (i + p.preds.size() > n) continue;
+    const char32_t c = text[i];
+    uint64_t candidates;
+    if (c < kCategoryTableSize) {
+      candidates = m.first[c];
+    } else if (d.category(c) != 0 || py_isspace(c)) {
+      // Above the table only category members and whitespace can start a pattern.
+      candidates = 0;
+      for (size_t p = 0; p < m.patterns.size(); ++p) {
+        if (m.pred_matches(d, m.pred_index[p], c)) candidates |= uint64_t{1} << p;
+      }
+    } else {
+      continue;
+    }
+    while (candidates) {
+      const int p = __builtin_ctzll(candidates);
+      candidates &= candidates - 1;
+      const Pattern& pat = m.patterns[static_cast<size_t>(p)];
+      const size_t len = pat.preds.size();
+      if ((pat.at_start && i != 0) || i + len > n) continue;
       bool ok = true;
-      for (size_t k = 0; k < p.preds.size() && ok; ++k) ok = matches(d, p.preds[k], text[i + k]);
+      for (size_t k = 1; k < len && ok; ++k)
+        ok = m.pred_matches(d, m.pred_index[static_cast<size_t>(p)] + k, text[i + k]);
       if (ok) return true;
     }
   }

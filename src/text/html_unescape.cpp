@@ -19,8 +19,9 @@ struct HtmlEntity {
 
 template <size_t N>
 const char* find_entity(const HtmlEntity (&table)[N], std::string_view name) {
-  auto it = std::lower_bound(std::begin(table), std::end(table), name,
-                             [](const HtmlEntity& e, std::string_view n) { return e.name < n; });
+  auto it = std::lower_bound(
+      std::begin(table), std::end(table), name,
+      [](const HtmlEntity& e, std::string_view n) { return std::string_view(e.name) < n; });
   if (it != std::end(table) && std::string_view(it->name) == name) return it->value;
   return nullptr;
 }

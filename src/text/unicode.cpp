@@ -66,6 +66,14 @@ std::u32string normalize(std::u32string_view text, bool compat) {
   return out;
 }
 
+// Python 3.11's unicodedata is Unicode 14.0 while ICU 72 is 15.0: characters added in 15.0 are
+// unassigned for Python's str methods and re classes.
+bool new_after_python_unicode(UChar32 c) {
+  UVersionInfo age;
+  u_charAge(c, age);
+  return age[0] >= 15;
+}
+
 }  // namespace
 
 size_t find_invalid_utf8(std::string_view bytes) {
@@ -154,13 +162,16 @@ bool py_isword(char32_t cp) {
   }
   const auto c = static_cast<UChar32>(cp);
   const uint32_t mask = U_GET_GC_MASK(c);
-  if (mask & (U_GC_L_MASK | U_GC_N_MASK)) return true;
-  return u_getNumericValue(c) != U_NO_NUMERIC_VALUE;
+  if (!(mask & (U_GC_L_MASK | U_GC_N_MASK)) && u_getNumericValue(c) == U_NO_NUMERIC_VALUE) {
+    return false;
+  }
+  return !new_after_python_unicode(c);
 }
 
 bool py_isdecimal(char32_t cp) {
   if (cp < 0x80) return cp >= '0' && cp <= '9';
-  return u_charType(static_cast<UChar32>(cp)) == U_DECIMAL_DIGIT_NUMBER;
+  const auto c = static_cast<UChar32>(cp);
+  return u_charType(c) == U_DECIMAL_DIGIT_NUMBER && !new_after_python_unicode(c);
 }
 
 bool is_letter(char32_t cp) {
@@ -240,16 +251,26 @@ std::u32string py_lower(std::u32string_view text) {
   return out;
 }
 
-std::u32string nfc(std::u32string_view text) {
-  // Text below U+0300 is always NFC.
-  bool trivial = true;
+// UAX #15 quick check for NFC from ICU's NFC_Quick_Check and combining classes: true when the
+// text is certainly NFC already (false means "maybe not", decided by the full normalizer).
+bool nfc_quick_check_yes(std::u32string_view text) {
+  uint8_t last_cc = 0;
   for (char32_t c : text) {
-    if (c >= 0x300) {
-      trivial = false;
-      break;
+    if (c < 0x300) {
+      last_cc = 0;
+      continue;
     }
+    const auto uc = static_cast<UChar32>(c);
+    const uint8_t cc = u_getCombiningClass(uc);
+    if (cc != 0 && last_cc > cc) return false;
+    if (u_getIntPropertyValue(uc, UCHAR_NFC_QUICK_CHECK) != UNORM_YES) return false;
+    last_cc = cc;
   }
-  if (trivial) return std::u32string(text);
+  return true;
+}
+
+std::u32string nfc(std::u32string_view text) {
+  if (nfc_quick_check_yes(text)) return std::u32string(text);
   return normalize(text, false);
 }
 

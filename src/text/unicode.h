@@ -19,9 +19,10 @@ std::string encode_utf8(std::u32string_view text);
 
 /// Python's str.isspace(): general category Zs or bidirectional class WS, B or S.
 bool py_isspace(char32_t cp);
-/// Python's re `\w` on str: letters, characters with a numeric value, and '_'.
+/// Python's re `\w` on str: letters, characters with a numeric value, and '_' (as of Python
+/// 3.11's Unicode 14.0: characters new in 15.0 are not word characters).
 bool py_isword(char32_t cp);
-/// Python's re `\d` on str: decimal digits (Nd).
+/// Python's re `\d` on str: decimal digits (Nd, Unicode 14.0).
 bool py_isdecimal(char32_t cp);
 /// regex module `\p{L}` and `\p{N}` (general categories L* and N*).
 bool is_letter(char32_t cp);
