@@ -145,41 +145,59 @@ TEST(Engine, CoalescingWaitsForMoreItemsUpToMaxWait) {
   EXPECT_EQ(f.enc->batch_sizes(false), (std::vector<int>{1, 2}));
 }
 
-TEST(Engine, IdleTowerWaitsForImagesStillBeingPreprocessed) {
-  // "slow.jpg" is held in preprocessing until released; "fast.jpg" is queued meanwhile and
-  // waits for it (the tower is busy preprocessing) instead of running alone.
+// Front-ends whose preprocessing of names starting with "hold" blocks until release().
+struct HeldFrontends {
   std::mutex mu;
   std::condition_variable cv;
-  bool release = false;
-  auto fe = test::fake_frontends([&](const std::string& name) {
-    if (name != "slow.jpg") return;
+  bool released = false;
+  EngineFrontends fe = test::fake_frontends([this](const std::string& name) {
+    if (name.rfind("hold", 0) != 0 && name.rfind("BAD-hold", 0) != 0) return;
     std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return release; });
+    cv.wait(lock, [&] { return released; });
   });
+  void release() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      released = true;
+    }
+    cv.notify_all();
+  }
+};
+
+TEST(Engine, IdleTowerWaitsForImagesStillBeingPreprocessed) {
+  // "hold.jpg" stays in preprocessing until released; "fast.jpg" is queued meanwhile and
+  // waits for it (the tower is busy preprocessing) instead of running alone.
+  HeldFrontends held;
   auto enc = std::make_unique<HashEncoder>();
   HashEncoder* e = enc.get();
   EngineOptions opt;
-  opt.max_wait_us = 10'000'000;
+  opt.max_wait_us = 60'000'000;
   opt.preprocess_threads = 2;
-  auto engine = Engine::create(std::move(enc), fe, opt);
-  auto slow = engine->submit_images({jpeg_like("slow.jpg")});
+  auto engine = Engine::create(std::move(enc), held.fe, opt);
+  auto slow = engine->submit_images({jpeg_like("hold.jpg")});
   auto fast = engine->submit_images({jpeg_like("fast.jpg")});
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_TRUE(e->calls().empty());  // fast.jpg did not run alone
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    release = true;
-  }
-  cv.notify_all();
-  slow.get();
+  held.release();
+  // Far below max_wait: the batch left as soon as nothing more was being preprocessed.
+  ASSERT_EQ(slow.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   fast.get();
   EXPECT_EQ(e->batch_sizes(true), (std::vector<int>{2}));
+}
 
-  // A failed preprocess also closes the window: nothing waits for an item that never comes.
-  auto bad = engine->submit_images({jpeg_like("BAD.jpg")});
+TEST(Engine, FailedPreprocessingClosesTheCoalescingWindow) {
+  HeldFrontends held;
+  EngineOptions opt;
+  opt.max_wait_us = 60'000'000;
+  opt.preprocess_threads = 2;
+  auto engine = Engine::create(std::make_unique<HashEncoder>(), held.fe, opt);
+  auto bad = engine->submit_images({jpeg_like("BAD-hold.jpg")});
   auto ok = engine->submit_images({jpeg_like("ok.jpg")});
-  EXPECT_THROW(bad.get(), Error);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  held.release();  // BAD-hold.jpg now fails: nothing is left upstream, ok.jpg must go
+  ASSERT_EQ(ok.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   EXPECT_EQ(ok.get().n, 1);
+  EXPECT_THROW(bad.get(), Error);
 }
 
 TEST(Engine, FullQueueRejectsWithOverloadedAndRecovers) {

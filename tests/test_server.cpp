@@ -9,7 +9,6 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -522,9 +521,10 @@ TEST(ServeCommand, ServesUntilSigtermThenExitsCleanly) {
   for (int i = 0; i < 600 && !port; ++i) {  // up to 60 s on a busy machine
     std::ifstream in(log);
     std::string text{std::istreambuf_iterator<char>(in), {}};
-    std::smatch m;
-    if (std::regex_search(text, m, std::regex("listening on http://127.0.0.1:([0-9]+)"))) {
-      port = std::stoi(m[1]);
+    const std::string key = "listening on http://127.0.0.1:";
+    if (auto at = text.find(key);
+        at != std::string::npos && text.find('\n', at) != std::string::npos) {
+      port = std::atoi(text.c_str() + at + key.size());
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
