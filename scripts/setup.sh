@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian package clipserve's build, tests and benchmarks need. Safe to re-run.
+# Installs every Debian package clipserve's build and tests need (`--bench`: also the
+# benchmark peers). Safe to re-run.
 set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config git ccache
@@ -11,6 +12,11 @@ PKGS=(
   libcpp-httplib-dev libssl-dev libcurl4-openssl-dev
   python3 python3-numpy python3-pil wrk curl
 )
+# `setup.sh --bench` adds the peers of the benchmarks (bench/peer_torch.sh): PyTorch with
+# OpenBLAS (with Debian's reference BLAS instead, PyTorch is ~15x slower).
+if [ "${1:-}" = "--bench" ]; then
+  PKGS+=(python3-torch libopenblas0-pthread)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
