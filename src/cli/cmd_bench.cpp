@@ -59,8 +59,6 @@ Stats stats(std::vector<double> v) {
 }
 
 int run(int argc, char** argv) {
-  // argv is the command's slice of main's argv: argv[-1] is the program path.
-  cpu::prefer_passive_omp_wait(argv - 1);
   Args args;
   args.option("model").option("arch").option("tower").option("batch").option("precision");
   args.option("threads").option("backend").option("iters").option("warmup").option("tokens");

@@ -12,7 +12,6 @@
 #include "clipserve/tokenizer.h"
 #include "core/check.h"
 #include "core/npy.h"
-#include "cpu/threading.h"
 
 namespace clipserve::cli {
 namespace {
@@ -83,8 +82,6 @@ void normalize_rows(std::vector<float>& v, int dim) {
 }
 
 int run(int argc, char** argv) {
-  // argv is the command's slice of main's argv: argv[-1] is the program path.
-  cpu::prefer_passive_omp_wait(argv - 1);
   Args args;
   args.option("model").option("out").option("device").option("precision").option("backend");
   args.option("threads").flag("raw");

@@ -5,15 +5,10 @@
 
 namespace clipserve::cpu {
 
-/// libgomp's spin-waiting at barriers makes a forward pass 2-4x slower when the cores are
-/// shared with other busy processes (a preempted thread stalls every barrier), while sleeping
-/// waits cost little. libgomp reads OMP_WAIT_POLICY only at process start, so CLI commands
-/// call this first: unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT, it sets
-/// OMP_WAIT_POLICY=passive and re-executes the program with the same arguments
-/// (`argv` is the full argument vector, argv[argc] == nullptr). Returns if nothing to do or
-/// when exec fails.
-void prefer_passive_omp_wait(char** argv);
-
+/// The wait policy in effect ("passive", "active" or "default"). libgomp's default (spin a
+/// while, then sleep) is the fastest on dedicated cores; on cores shared with other busy
+/// processes OMP_WAIT_POLICY=passive is 2-4x faster (a preempted spinning thread stalls every
+/// barrier). libgomp reads it at process start, so it is the user's environment that decides.
 /// The wait policy in effect ("passive", "active" or "default").
 std::string omp_wait_policy();
 
