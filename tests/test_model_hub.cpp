@@ -30,23 +30,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string digest_hex(const std::string& data, const EVP_MD* md) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
-  std::string r;
-  char b[3];
-  for (unsigned i = 0; i < len; ++i) {
-    std::snprintf(b, sizeof b, "%02x", out[i]);
-    r += b;
-  }
-  return r;
-}
-
 std::string git_sha1(const std::string& data) {
   std::string blob = "blob " + std::to_string(data.size());
   blob.push_back('\0');
-  return digest_hex(blob + data, EVP_sha1());
+  return test::digest_hex(blob + data, EVP_sha1());
 }
 
 ModelConfig tiny_config() {
@@ -103,7 +90,7 @@ class FakeHub {
     File f;
     f.content = f.served = content;
     f.lfs = lfs;
-    f.etag = lfs ? digest_hex(content, EVP_sha256()) : git_sha1(content);
+    f.etag = lfs ? test::digest_hex(content, EVP_sha256()) : git_sha1(content);
     repos[repo][name] = f;
   }
   std::vector<std::string> take_log() {

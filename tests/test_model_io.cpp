@@ -40,19 +40,6 @@ void expect_error(Fn&& fn, std::initializer_list<std::string> parts,
   }
 }
 
-std::string sha256_hex(const void* data, size_t n) {
-  unsigned char md[32];
-  unsigned int len = 0;
-  EVP_Digest(data, n, md, &len, EVP_sha256(), nullptr);
-  std::string r;
-  char buf[3];
-  for (unsigned i = 0; i < len; ++i) {
-    std::snprintf(buf, sizeof buf, "%02x", md[i]);
-    r += buf;
-  }
-  return r;
-}
-
 std::string write_bytes(const std::string& name, const std::string& bytes) {
   std::string path = test::temp_dir() + "/" + name;
   std::ofstream(path, std::ios::binary) << bytes;
@@ -240,7 +227,10 @@ TEST(Synthetic, MatchesSyntheticCheckJson) {
     for (float x : v) sum += x;
     double want = std::stod(t["sum_f64"].get<std::string>());
     EXPECT_NEAR(sum, want, 1e-9 * std::max(1.0, std::fabs(want)));
-    EXPECT_EQ(sha256_hex(v.data(), v.size() * 4), t["sha256"].get<std::string>());
+    EXPECT_EQ(
+        test::digest_hex(std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * 4),
+                         EVP_sha256()),
+        t["sha256"].get<std::string>());
   }
   for (const auto& p : check["points"]) {
     std::string name = p["name"];

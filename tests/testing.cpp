@@ -63,6 +63,19 @@ std::pair<int, std::string> run_command(const std::string& cmd) {
   return {code, out};
 }
 
+std::string digest_hex(std::string_view data, const EVP_MD* md) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
+  std::string r;
+  char b[3];
+  for (unsigned i = 0; i < len; ++i) {
+    std::snprintf(b, sizeof b, "%02x", out[i]);
+    r += b;
+  }
+  return r;
+}
+
 double cosine(std::span<const float> a, std::span<const float> b) {
   double ab = 0, aa = 0, bb = 0;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {

@@ -2,10 +2,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace clipserve::test {
 
@@ -19,6 +21,10 @@ std::string temp_dir();
 std::string cli_path();
 /// Runs a shell command, returns {exit status, stdout}.
 std::pair<int, std::string> run_command(const std::string& cmd);
+
+/// Lowercase hex digest of `data` (OpenSSL `md`, e.g. EVP_sha256()): the checksums the hub
+/// and the synthetic-weight goldens use.
+std::string digest_hex(std::string_view data, const EVP_MD* md);
 
 double cosine(std::span<const float> a, std::span<const float> b);
 float max_abs_diff(std::span<const float> a, std::span<const float> b);
