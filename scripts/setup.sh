@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs every Debian package clipserve's build and tests need (`--bench`: also the
-# benchmark peers). Safe to re-run.
+# benchmark peers). Safe to re-run. `--list [--bench]` prints the package names and installs
+# nothing (scripts/check_setup.sh compares them with what the build really used).
 set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config git ccache
   clang-14 libclang-rt-14-dev clang-format
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libdnnl-dev nlohmann-json3-dev
+  # Debian's oneDNN is built with its OpenCL GPU runtime: dnnl-config.cmake requires these.
+  opencl-headers ocl-icd-opencl-dev
   libicu-dev libutf8proc-dev zlib1g-dev libdeflate-dev
   libjpeg62-turbo-dev libpng-dev libwebp-dev libtiff-dev libgif-dev
   libcpp-httplib-dev libssl-dev libcurl4-openssl-dev
@@ -14,8 +17,17 @@ PKGS=(
 )
 # `setup.sh --bench` adds the peers of the benchmarks (bench/peer_torch.sh): PyTorch with
 # OpenBLAS (with Debian's reference BLAS instead, PyTorch is ~15x slower).
-if [ "${1:-}" = "--bench" ]; then
-  PKGS+=(python3-torch libopenblas0-pthread)
+LIST=0
+for a in "$@"; do
+  case "$a" in
+  --bench) PKGS+=(python3-torch libopenblas0-pthread) ;;
+  --list) LIST=1 ;;
+  *) echo "setup.sh: unknown option $a (use --bench, --list)" >&2; exit 2 ;;
+  esac
+done
+if [ $LIST = 1 ]; then
+  printf '%s\n' "${PKGS[@]}"
+  exit 0
 fi
 missing=()
 for p in "${PKGS[@]}"; do
