@@ -80,7 +80,8 @@ find "$BUILD" -maxdepth 3 -type f -executable \( -name 'clipserve' -o -name 'tes
   ldd "$bin" 2>/dev/null | awk '/=> \// { print $3 }'
 done | sort -u | while read -r lib; do add "$(readlink -f "$lib")" "shared library loaded by the binaries"; done
 # 3e. Tools the scripts, CI and tests run.
-TOOLS=(cmake ninja pkg-config ccache git g++ gcc clang++-14 clang-format curl wrk /usr/bin/python3)
+TOOLS=(cmake ninja pkg-config ccache git g++ gcc clang++-14 clang-format curl wrk /usr/bin/python3
+  node npm chromium dpkg-shlibdeps)
 for t in "${TOOLS[@]}"; do
   p=$(command -v "$t" || true)
   if [ -z "$p" ]; then

@@ -14,6 +14,8 @@ PKGS=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev libtiff-dev libgif-dev
   libcpp-httplib-dev libssl-dev libcurl4-openssl-dev
   python3 python3-numpy python3-pil wrk curl
+  # The web page's browser test (tests/browser): headless Chromium driven by playwright-core.
+  chromium nodejs
 )
 # `setup.sh --bench` adds the peers of the benchmarks (bench/peer_torch.sh): PyTorch with
 # OpenBLAS (with Debian's reference BLAS instead, PyTorch is ~15x slower).
@@ -35,11 +37,19 @@ for p in "${PKGS[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PKGS[@]} packages present"
-  exit 0
+else
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "setup: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# npm packages of the browser test, at the versions tests/browser/package-lock.json pins.
+cd "$(dirname "$0")/.."
+if [ ! -f tests/browser/node_modules/playwright-core/package.json ] ||
+  ! grep -q "\"version\": \"$(sed -n 's/.*"playwright-core": "\(.*\)".*/\1/p' tests/browser/package.json)\"" \
+    tests/browser/node_modules/playwright-core/package.json; then
+  echo "setup: npm ci in tests/browser"
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
