@@ -14,7 +14,7 @@ PKGS=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev libtiff-dev libgif-dev
   libcpp-httplib-dev libssl-dev libcurl4-openssl-dev
   python3 python3-numpy python3-pil wrk curl
-  # The web page's browser test (tests/browser): headless Chromium driven by playwright-core.
+  # The web page's browser test (tests/node): headless Chromium driven by playwright-core.
   chromium nodejs
 )
 # `setup.sh --bench` adds the peers of the benchmarks (bench/peer_torch.sh): PyTorch with
@@ -45,11 +45,12 @@ else
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# npm packages of the browser test, at the versions tests/browser/package-lock.json pins.
+# npm packages of the Node.js tests (tests/node: playwright-core, openai), exactly as
+# tests/node/package-lock.json pins them; reinstalled when the lock file changes.
 cd "$(dirname "$0")/.."
-if [ ! -f tests/browser/node_modules/playwright-core/package.json ] ||
-  ! grep -q "\"version\": \"$(sed -n 's/.*"playwright-core": "\(.*\)".*/\1/p' tests/browser/package.json)\"" \
-    tests/browser/node_modules/playwright-core/package.json; then
-  echo "setup: npm ci in tests/browser"
-  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+LOCK_SUM=$(sha256sum tests/node/package-lock.json | cut -d' ' -f1)
+if [ "$(cat tests/node/node_modules/.clipserve-lock 2>/dev/null)" != "$LOCK_SUM" ]; then
+  echo "setup: npm ci in tests/node"
+  npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+  echo "$LOCK_SUM" >tests/node/node_modules/.clipserve-lock
 fi

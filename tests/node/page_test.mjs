@@ -25,7 +25,7 @@ let pw;
 try {
   pw = await import(path.join(here, "node_modules/playwright-core/index.mjs"));
 } catch (e) {
-  skip("playwright-core not installed (npm ci --prefix tests/browser; scripts/setup.sh does it)");
+  skip("playwright-core not installed (npm ci --prefix tests/node; scripts/setup.sh does it)");
 }
 
 const tmp = mkdtempSync(path.join(tmpdir(), "clipserve-browser-"));
