@@ -77,16 +77,6 @@ std::vector<std::string> read_labels_file(const std::string& path) {
   return out;
 }
 
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) {
-    if (c == '"') q += '"';
-    q += c;
-  }
-  return q + "\"";
-}
-
 int run_classify(int argc, char** argv) {
   Args args;
   args.option("model")

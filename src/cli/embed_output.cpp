@@ -10,6 +10,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "cli/inputs.h"
 #include "core/check.h"
 #include "core/npy.h"
 
@@ -88,16 +89,6 @@ std::vector<std::string> complete_lines(const std::string& s, size_t* kept) {
   }
   *kept = pos;
   return lines;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) {
-    if (c == '"') q += '"';
-    q += c;
-  }
-  return q + "\"";
 }
 
 // The first field of a CSV line (quotes undone); *rest = what follows its comma.

@@ -158,6 +158,16 @@ void Failures::summarize(size_t show) const {
   if (items_.size() > show) std::fprintf(stderr, "  ... and %zu more\n", items_.size() - show);
 }
 
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"') q += '"';
+    q += c;
+  }
+  return q + "\"";
+}
+
 bool progress_wanted(bool no_progress_flag) { return !no_progress_flag && isatty(STDERR_FILENO); }
 
 }  // namespace clipserve::cli

@@ -63,6 +63,9 @@ class Failures {
   std::vector<std::pair<std::string, std::string>> items_;
 };
 
+/// A CSV field (RFC 4180): quoted, with doubled quotes, when it holds , " CR or LF.
+std::string csv_field(const std::string& s);
+
 /// True when stderr is a terminal and progress was not turned off.
 bool progress_wanted(bool no_progress_flag);
 

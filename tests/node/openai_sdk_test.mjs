@@ -2,15 +2,12 @@
 // `clipserve serve` (synthetic tiny model, free loopback port): text and image embeddings,
 // base64 encoding, model listing, and the SDK's error classes with their status, type, code
 // and param. Exit 77 (ctest: skipped) when the package is not installed.
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import assert from "node:assert/strict";
+import { repo, tinyModel, serve } from "./serve.mjs";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
-const repo = path.resolve(here, "../..");
-const cli = process.env.CLIPSERVE_CLI || path.join(repo, "build/clipserve");
 let OpenAI;
 try {
   OpenAI = (await import(path.join(here, "node_modules/openai/index.mjs"))).default;
@@ -19,26 +16,10 @@ try {
   process.exit(77);
 }
 
-const tmp = mkdtempSync(path.join(tmpdir(), "clipserve-openai-"));
-const model = path.join(tmp, "tiny");
-execFileSync(cli, ["synth-model", "--config", path.join(repo, "tests/data/engine/tiny_config.json"),
-  "--seed", "0", "--out", model], { stdio: "ignore" });
-
-const proc = spawn(cli, ["serve", "--model", model, "--model-id", "clip-tiny", "--port", "0",
-  "--no-warmup", "--api-key", "sk-test"], { stdio: ["ignore", "ignore", "pipe"] });
-let log = "";
-const port = await new Promise((resolve, reject) => {
-  proc.stderr.on("data", (d) => {
-    log += d;
-    const m = /listening on http:\/\/[^:]+:(\d+)/.exec(log);
-    if (m) resolve(Number(m[1]));
-  });
-  proc.on("exit", (c) => reject(new Error("serve exited " + c + ": " + log)));
-});
-const base = `http://127.0.0.1:${port}`;
-for (let i = 0; i < 300 && !(await fetch(base + "/health/ready").then((r) => r.ok, () => false)); i++) {
-  await new Promise((r) => setTimeout(r, 100));
-}
+const { model } = tinyModel("clipserve-openai-");
+const server = await serve(model, ["--model-id", "clip-tiny", "--api-key", "sk-test"]);
+const { base, proc } = server;
+const log = server.log;
 
 const client = new OpenAI({ baseURL: base + "/v1", apiKey: "sk-test", maxRetries: 0 });
 const native = async (body) => (await fetch(base + "/embed", {
@@ -99,7 +80,7 @@ try {
 } catch (e) {
   failed = true;
   console.error(e);
-  console.error("server log:\n" + log);
+  console.error("server log:\n" + log());
 } finally {
   proc.kill("SIGTERM");
 }

@@ -4,15 +4,12 @@
 // searches a collection when the server has collections, asks for the API key when one is set,
 // and takes screenshots of each view at desktop and phone width into $CLIPSERVE_SCREENSHOTS.
 // Exit 77 (ctest: skipped) with a message when Chromium or playwright-core is missing.
-import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import assert from "node:assert/strict";
+import { repo, tinyModel, serve as serveModel } from "./serve.mjs";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
-const repo = path.resolve(here, "../..");
-const cli = process.env.CLIPSERVE_CLI || path.join(repo, "build/clipserve");
 const chromium = process.env.CHROMIUM || "/usr/bin/chromium";
 const shots = process.env.CLIPSERVE_SCREENSHOTS || path.join(repo, "build/screenshots");
 
@@ -28,35 +25,10 @@ try {
   skip("playwright-core not installed (npm ci --prefix tests/node; scripts/setup.sh does it)");
 }
 
-const tmp = mkdtempSync(path.join(tmpdir(), "clipserve-browser-"));
-const model = path.join(tmp, "tiny");
-execFileSync(cli, ["synth-model", "--config", path.join(repo, "tests/data/engine/tiny_config.json"),
-  "--seed", "0", "--out", model], { stdio: "ignore" });
+const { tmp, model } = tinyModel("clipserve-browser-");
 const images = ["rgb_420.jpg", "gray.jpg", "palette.png"].map((f) => path.join(repo, "tests/data/image", f));
 const corrupt = path.join(tmp, "corrupt.jpg");
 writeFileSync(corrupt, readFileSync(images[0]).subarray(0, 300));
-
-// Starts `clipserve serve` on a free port; resolves with its base URL once ready.
-async function serve(extra = []) {
-  const proc = spawn(cli, ["serve", "--model", model, "--port", "0", "--no-warmup", ...extra],
-    { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  const port = await new Promise((resolve, reject) => {
-    proc.stderr.on("data", (d) => {
-      log += d;
-      const m = /listening on http:\/\/[^:]+:(\d+)/.exec(log);
-      if (m) resolve(Number(m[1]));
-    });
-    proc.on("exit", (c) => reject(new Error("serve exited " + c + ": " + log)));
-    setTimeout(() => reject(new Error("serve did not start: " + log)), 60000);
-  });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    try { if ((await fetch(base + "/health/ready")).ok) break; } catch (e) { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { base, proc, log: () => log };
-}
 
 async function apiJson(base, method, p, body, key) {
   const headers = { "Content-Type": "application/json" };
@@ -76,7 +48,7 @@ mkdirSync(shots, { recursive: true });
 const servers = [];
 let failed = false;
 try {
-  const s = await serve();
+  const s = await serveModel(model);
   servers.push(s);
   for (const [wname, viewport] of [["desktop", { width: 1280, height: 860 }], ["phone", { width: 390, height: 844 }]]) {
     const page = await browser.newPage({ viewport });
@@ -137,7 +109,7 @@ try {
   }
 
   // With --api-key the page asks for the key once, then works.
-  const k = await serve(["--api-key", "sesame"]);
+  const k = await serveModel(model, ["--api-key", "sesame"]);
   servers.push(k);
   const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   await page.goto(k.base + "/");
