@@ -12,6 +12,7 @@
 #include "core/check.h"
 #include "engine/metrics.h"
 #include "server/codec.h"
+#include "server/connection.h"
 
 namespace clipserve::server {
 
@@ -70,8 +71,21 @@ const char* type_for_status(int status) {
       return "not_found";
     case 405:
       return "method_not_allowed";
+    case 408:
+      return "timeout";
+    case 411:
+      return "length_required";
     case 413:
+    case 414:
+    case 431:
       return "too_large";
+    case 415:
+      return "unsupported_media_type";
+    case 416:
+    case 417:
+    case 501:
+    case 505:
+      return "unsupported";
     case 429:
       return "overloaded";
     case 503:
@@ -274,34 +288,60 @@ void check_label_set_name(const std::string& name) {
 }  // namespace
 
 Server::Server(Engine& engine, ServerOptions opt)
-    : engine_(engine), opt_(std::move(opt)), http_(std::make_unique<httplib::Server>()) {
-  const int threads = std::max(1, opt_.http_threads);
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    : engine_(engine), opt_(std::move(opt)), http_(std::make_unique<Router>()) {
   http_->set_payload_max_length(opt_.max_body_bytes);
   http_->set_keep_alive_max_count(static_cast<size_t>(std::max(1, opt_.keep_alive_max_requests)));
-  http_->set_read_timeout(opt_.read_timeout_s, 0);
+  http_->set_keep_alive_timeout(static_cast<time_t>(std::max(1.0, opt_.idle_timeout_s)));
   install_routes();
+
+  ConnectionOptions co;
+  co.host = opt_.host;
+  co.port = opt_.port;
+  co.backlog = opt_.listen_backlog;
+  co.workers = std::max(1, opt_.http_threads);
+  co.max_connections = opt_.max_connections;
+  co.request_timeout_s = opt_.request_timeout_s;
+  co.idle_timeout_s = opt_.idle_timeout_s;
+  co.write_timeout_s = opt_.write_timeout_s;
+  co.shutdown_timeout_s = opt_.shutdown_timeout_s;
+  co.keep_alive_max_requests = opt_.keep_alive_max_requests;
+  co.limits.max_body_bytes = opt_.max_body_bytes;
+  co.limits.max_header_bytes = opt_.max_header_bytes;
+  co.limits.max_headers = opt_.max_headers;
+  co.error_body = [](int status, const std::string& message) {
+    json body = {
+        {"error", {{"message", message}, {"type", type_for_status(status)}, {"code", status}}}};
+    return dump(body);
+  };
+  auto* reg = &engine_.metrics();
+  co.on_error = [reg](int status) {
+    reg->counter("clipserve_http_requests_total", "HTTP requests by endpoint and status",
+                 {{"endpoint", "connection"}, {"code", std::to_string(status)}})
+        .inc();
+    reg->counter("clipserve_http_errors_total", "HTTP responses with status >= 400",
+                 {{"endpoint", "connection"}})
+        .inc();
+  };
+  conn_ = std::make_unique<ConnectionLayer>(*http_, std::move(co));
 }
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+  conn_.reset();  // joins the workers before the router goes
+}
+
+httplib::Server& Server::http() { return *http_; }
 
 int Server::bind() {
-  int port = opt_.port;
-  if (port == 0) {
-    port = http_->bind_to_any_port(opt_.host);
-    if (port < 0) CS_THROW(kIo, "cannot bind ", opt_.host, " on any port");
-  } else if (!http_->bind_to_port(opt_.host, port)) {
-    CS_THROW(kIo, "cannot bind ", opt_.host, ":", port, " (in use, or no permission)");
-  }
-  opt_.port = port;
-  return port;
+  opt_.port = conn_->bind();
+  return opt_.port;
 }
 
-bool Server::run() { return http_->listen_after_bind(); }
+bool Server::run() { return conn_->run(); }
 
 void Server::stop() {
   draining_ = true;
-  if (http_) http_->stop();
+  if (conn_) conn_->stop();
 }
 
 void Server::install_routes() {
@@ -350,6 +390,7 @@ void Server::install_routes() {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
         std::string msg = res.status == 404   ? "no route for " + req.method + " " + req.path
                           : res.status == 413 ? "request body larger than the server's limit"
+                          : res.status == 414 ? "request target too long"
                                               : "bad HTTP request";
         send_error(res, res.status, type_for_status(res.status), msg);
         return httplib::Server::HandlerResponse::Handled;
