@@ -72,7 +72,7 @@ TEST_F(ServerTest, FramingLimitsCannotBeBypassed) {
   };
   // Chunked bodies count against the same limit as Content-Length.
   std::string chunked =
-      "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+      "POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
       "Transfer-Encoding: chunked\r\n\r\n";
   for (int i = 0; i < 4; ++i) chunked += "200\r\n" + std::string(512, 'x') + "\r\n";
   chunked += "0\r\n\r\n";
@@ -80,7 +80,7 @@ TEST_F(ServerTest, FramingLimitsCannotBeBypassed) {
   EXPECT_EQ(status_of(r), 413) << r;
   // A small chunked body is served.
   r =
-      one("POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+      one("POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
           "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\npic\r\n0\r\n\r\n");
   EXPECT_EQ(status_of(r), 200) << r;
   // Request compression is refused (a small gzip body could inflate past every limit).
@@ -88,11 +88,12 @@ TEST_F(ServerTest, FramingLimitsCannotBeBypassed) {
                "Content-Type: image/jpeg\r\nContent-Encoding: gzip\r\n"));
   EXPECT_EQ(status_of(r), 415) << r;
   // Header count and bytes.
-  std::string many = "GET /health/live HTTP/1.1\r\nHost: x\r\n";
+  std::string many = "GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n";
   for (int i = 0; i < 30; ++i) many += "X-H" + std::to_string(i) + ": v\r\n";
   r = one(many + "\r\n");
   EXPECT_EQ(status_of(r), 431) << r;
-  r = one("GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'a') + "\r\n\r\n");
+  r = one("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + std::string(8000, 'a') +
+          "\r\n\r\n");
   EXPECT_EQ(status_of(r), 431) << r;
   // Headers that never end are cut at the byte limit, not read forever.
   {
@@ -102,7 +103,7 @@ TEST_F(ServerTest, FramingLimitsCannotBeBypassed) {
     r = c.read_all(5);
     EXPECT_EQ(status_of(r), 431) << r;
   }
-  r = one("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = one("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   EXPECT_EQ(status_of(r), 414) << r;
   r = one(post("/embed", "pic", "Content-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n"));
   EXPECT_EQ(status_of(r), 400) << r;  // both framings: refused (request smuggling)
@@ -114,7 +115,8 @@ TEST_F(ServerTest, FramingLimitsCannotBeBypassed) {
 
 TEST_F(ServerTest, RangeHeadersAreIgnored) {
   start();
-  std::string req = "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\nRange: bytes=";
+  std::string req =
+      "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nRange: bytes=";
   for (int i = 0; i < 1000; ++i) req += (i ? ",0-" : "0-") + std::to_string(i);
   RawConn c(port_);
   c.send(req + "\r\n\r\n");
@@ -131,7 +133,8 @@ TEST_F(ServerTest, ExpectContinueIsAnsweredBeforeTheBody) {
   {
     RawConn c(port_);
     c.send(
-        "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 3\r\n"
+        "POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: "
+        "3\r\n"
         "Expect: 100-continue\r\n\r\n");
     EXPECT_NE(c.read_until("\r\n\r\n", 5).find("100 Continue"), std::string::npos);
     c.send("pic");
@@ -141,7 +144,8 @@ TEST_F(ServerTest, ExpectContinueIsAnsweredBeforeTheBody) {
   }
   RawConn c(port_);
   c.send(
-      "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 5000\r\n"
+      "POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: "
+      "5000\r\n"
       "Expect: 100-continue\r\n\r\n");
   const std::string r = c.read_all(5);
   EXPECT_EQ(status_of(r), 413) << r;  // refused before the client sends the body
@@ -150,8 +154,8 @@ TEST_F(ServerTest, ExpectContinueIsAnsweredBeforeTheBody) {
 TEST_F(ServerTest, PipelinedRequestsAreAnsweredInOrder) {
   start();
   RawConn c(port_);
-  c.send("GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n" + post("/embed", kEmbedText) +
-         "GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + post("/embed", kEmbedText) +
+         "GET /health/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   const std::string a = c.read_response(5), b = c.read_response(5), d = c.read_response(5);
   EXPECT_NE(a.find("\"live\""), std::string::npos) << a;
   EXPECT_NE(b.find("text_embeddings"), std::string::npos) << b;
@@ -163,7 +167,7 @@ TEST_F(ServerTest, SlowClientIsCutAtTheRequestDeadline) {
   so.request_timeout_s = 0.5;
   start({}, so);
   RawConn slow(port_);
-  slow.send("POST /embed HTTP/1.1\r\nHost: x\r\n");
+  slow.send("POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\n");
   // A header byte every 50 ms would keep a per-read timeout happy forever.
   std::string got;
   for (int i = 0; i < 60 && !slow.closed(); ++i) {
@@ -180,7 +184,7 @@ TEST_F(ServerTest, IdleKeepAliveConnectionsAreClosed) {
   so.idle_timeout_s = 0.3;
   start({}, so);
   RawConn c(port_);
-  c.send("GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   EXPECT_EQ(status_of(c.read_response(5)), 200);
   c.read_all(5);  // nothing more comes; the server closes the idle connection
   EXPECT_TRUE(c.closed());
@@ -191,8 +195,8 @@ TEST_F(ServerTest, ConnectionsBeyondTheBoundGet503) {
   so.max_connections = 2;
   start({}, so);
   RawConn a(port_), b(port_);
-  a.send("GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n");
-  b.send("GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n");
+  a.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  b.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   EXPECT_EQ(status_of(a.read_response(5)), 200);
   EXPECT_EQ(status_of(b.read_response(5)), 200);
   RawConn c(port_);
@@ -248,9 +252,9 @@ TEST_F(ServerTest, HealthAnswersWhileEveryWorkerIsBusy) {
 TEST_F(ServerTest, ShutdownClosesIdleAndSlowConnectionsAndKeepsInFlight) {
   start();
   RawConn idle(port_), slow(port_);
-  idle.send("GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n");
+  idle.send("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   EXPECT_EQ(status_of(idle.read_response(5)), 200);
-  slow.send("POST /embed HTTP/1.1\r\nHost: x\r\n");
+  slow.send("POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\n");
   enc_->close_gate();
   enc_->clear_calls();
   int status = 0;

@@ -33,6 +33,10 @@ const char* kUsage =
     "  --port P               port (default 8080; 0 = any free port, printed on stderr)\n"
     "  --api-key KEY          require 'Authorization: Bearer KEY' (except /health/*); the\n"
     "                         environment variable CLIPSERVE_API_KEY works too\n"
+    "  --allowed-host NAME    accept this Host header name too (repeatable; '*' = any). On\n"
+    "                         a loopback address only loopback names are accepted by default\n"
+    "  --cors-origin ORIGIN   allow cross-origin requests from ORIGIN (scheme://host:port,\n"
+    "                         repeatable, '*' = any); other Origins get 403\n"
     "  --backend B            cpu (oneDNN, default) or reference\n"
     "  --precision P          fp32 (default) or bf16\n"
     "  --threads N            encoder threads (default: all cores)\n"
@@ -77,6 +81,8 @@ int run_serve(int argc, char** argv) {
       .option("max-queue")
       .option("max-body-mb")
       .option("http-threads")
+      .option("allowed-host")
+      .option("cors-origin")
       .option("max-connections")
       .option("request-timeout-s")
       .option("idle-timeout-s")
@@ -117,6 +123,8 @@ int run_serve(int argc, char** argv) {
   so.request_timeout_s = seconds_option(args, "request-timeout-s", 30);
   so.idle_timeout_s = seconds_option(args, "idle-timeout-s", 5);
   so.shutdown_timeout_s = seconds_option(args, "shutdown-timeout-s", 10);
+  so.allowed_hosts = args.values("allowed-host");
+  so.cors_origins = args.values("cors-origin");
   if (args.has("api-key")) {
     so.api_key = args.get_or("api-key", "");
     CS_CHECK_ARG(!so.api_key.empty(), "--api-key must not be empty (omit it to serve without)");

@@ -35,6 +35,19 @@ struct RequestContext {
 };
 thread_local RequestContext t_ctx;
 
+// An error whose HTTP status has no ErrorCode of its own (403, 415).
+class StatusError : public Error {
+ public:
+  StatusError(int status, const char* type, const std::string& message)
+      : Error(ErrorCode::kInvalidArgument, message), status_(status), type_(type) {}
+  int status() const { return status_; }
+  const char* type() const { return type_; }
+
+ private:
+  int status_;
+  const char* type_;
+};
+
 int status_for(ErrorCode code) {
   switch (code) {
     case ErrorCode::kInvalidArgument:
@@ -67,6 +80,8 @@ const char* type_for_status(int status) {
       return "invalid_argument";
     case 401:
       return "unauthorized";
+    case 403:
+      return "forbidden";
     case 404:
       return "not_found";
     case 405:
@@ -103,7 +118,18 @@ bool want_timings(const httplib::Request& req, const json* body) {
          (*body)["timings"].is_boolean() && (*body)["timings"].get<bool>();
 }
 
-json parse_json_body(const httplib::Request& req) {
+bool is_json(const httplib::Request& req);
+
+// JSON bodies need "Content-Type: application/json": a browser cannot send that cross-site
+// without a CORS preflight, which text/plain or form bodies would skip.
+json parse_json_body(const httplib::Request& req, const char* alternatives = nullptr) {
+  if (!is_json(req)) {
+    const std::string got = req.get_header_value("Content-Type");
+    throw StatusError(415, "unsupported_media_type",
+                      std::string("Content-Type must be application/json") +
+                          (alternatives ? alternatives : "") + " (got " +
+                          (got.empty() ? std::string("none") : "'" + got + "'") + ")");
+  }
   const auto t0 = Clock::now();
   CS_CHECK_ARG(!req.body.empty(), "the request body is empty (expected JSON)");
   json body;
@@ -118,12 +144,18 @@ json parse_json_body(const httplib::Request& req) {
 }
 
 bool is_json(const httplib::Request& req) {
-  return req.get_header_value("Content-Type").rfind("application/json", 0) == 0;
+  std::string ct = req.get_header_value("Content-Type");
+  for (auto& c : ct) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ct == "application/json" || ct.rfind("application/json;", 0) == 0 ||
+         ct.rfind("application/json ", 0) == 0;
 }
 bool is_raw_image(const httplib::Request& req) {
   const auto ct = req.get_header_value("Content-Type");
   return ct.rfind("image/", 0) == 0 || ct.rfind("application/octet-stream", 0) == 0;
 }
+
+constexpr const char* kEmbedBodies =
+    ", an image (image/* or application/octet-stream) or multipart/form-data";
 
 std::string index_name(const char* field, size_t i) {
   return std::string(field).append("[").append(std::to_string(i)).append("]");
@@ -285,10 +317,72 @@ void check_label_set_name(const std::string& name) {
   CS_CHECK_ARG(ok, "label set name '", name, "' must be 1-128 characters of A-Z a-z 0-9 _ . -");
 }
 
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// "Bearer <key>", the scheme case-insensitive (RFC 9110 11.1); compared in constant time.
+bool bearer_matches(const std::string& header, const std::string& key) {
+  if (header.size() < 7 || lower(header.substr(0, 7)) != "bearer ") return false;
+  std::string token = header.substr(7);
+  while (!token.empty() && token.front() == ' ') token.erase(0, 1);
+  while (!token.empty() && token.back() == ' ') token.pop_back();
+  unsigned diff = token.size() == key.size() ? 0 : 1;
+  for (size_t i = 0; i < token.size(); ++i)
+    diff |= token[i] ^ key[i % std::max<size_t>(1, key.size())];
+  return diff == 0;
+}
+
+// The host name of a Host header or an origin's authority, without the port, lower case.
+std::string host_name(std::string authority) {
+  authority = lower(authority);
+  if (!authority.empty() && authority.front() == '[') {
+    const size_t close = authority.find(']');
+    return close == std::string::npos ? authority : authority.substr(0, close + 1);
+  }
+  return authority.substr(0, authority.find(':'));
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host == "[::1]";
+}
+
 }  // namespace
+
+std::vector<std::string> ServerOptions::default_allowed_hosts(const std::string& bind_host) {
+  if (!is_loopback(bind_host)) return {};
+  return {"localhost", "127.0.0.1", "[::1]"};
+}
+
+bool Server::host_allowed(const std::string& host_header) const {
+  if (allowed_hosts_.empty() || host_header.empty()) return true;
+  const std::string h = host_name(host_header);
+  for (const auto& a : allowed_hosts_) {
+    if (a == "*" || a == h) return true;
+  }
+  return false;
+}
+
+bool Server::origin_allowed(const std::string& origin, const std::string& host_header) const {
+  const std::string o = lower(origin);
+  for (const auto& a : opt_.cors_origins) {
+    if (a == "*" || lower(a) == o) return true;
+  }
+  // Same origin: a page served from this very authority.
+  const size_t scheme = o.find("://");
+  return scheme != std::string::npos && !host_header.empty() &&
+         o.substr(scheme + 3) == lower(host_header);
+}
 
 Server::Server(Engine& engine, ServerOptions opt)
     : engine_(engine), opt_(std::move(opt)), http_(std::make_unique<Router>()) {
+  allowed_hosts_ = ServerOptions::default_allowed_hosts(opt_.host);
+  for (const auto& h : opt_.allowed_hosts) allowed_hosts_.push_back(lower(h));
+  if (!allowed_hosts_.empty() &&
+      std::find(allowed_hosts_.begin(), allowed_hosts_.end(), "*") != allowed_hosts_.end()) {
+    allowed_hosts_.clear();
+  }
   http_->set_payload_max_length(opt_.max_body_bytes);
   http_->set_keep_alive_max_count(static_cast<size_t>(std::max(1, opt_.keep_alive_max_requests)));
   http_->set_keep_alive_timeout(static_cast<time_t>(std::max(1.0, opt_.idle_timeout_s)));
@@ -348,17 +442,44 @@ void Server::install_routes() {
   auto& reg = engine_.metrics();
   auto* http_hist = &reg;
 
+  http_->set_default_headers({{"X-Content-Type-Options", "nosniff"}});
+
   http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_ctx = RequestContext{Clock::now(), 0};
-    if (!opt_.api_key.empty() && req.path.rfind("/health/", 0) != 0) {
-      const std::string want = "Bearer " + opt_.api_key;
-      if (req.get_header_value("Authorization") != want) {
-        res.set_header("WWW-Authenticate", "Bearer");
-        send_error(res, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer)");
-        return httplib::Server::HandlerResponse::Handled;
-      }
+    using HR = httplib::Server::HandlerResponse;
+    if (!host_allowed(req.get_header_value("Host"))) {
+      send_error(res, 403, "forbidden",
+                 "Host '" + req.get_header_value("Host") +
+                     "' is not served here (allowed: see --allowed-host)");
+      return HR::Handled;
     }
-    return httplib::Server::HandlerResponse::Unhandled;
+    if (req.has_header("Origin")) {
+      const std::string origin = req.get_header_value("Origin");
+      if (!origin_allowed(origin, req.get_header_value("Host"))) {
+        send_error(res, 403, "forbidden",
+                   "cross-origin request from '" + origin + "' refused (see --cors-origin)");
+        return HR::Handled;
+      }
+      res.set_header("Access-Control-Allow-Origin", origin);
+      res.set_header("Vary", "Origin");
+    }
+    if (req.method == "OPTIONS") {  // CORS preflight (the origin was checked above)
+      res.status = 204;
+      res.set_header("Allow", "GET, POST, PUT, DELETE, OPTIONS");
+      if (req.has_header("Origin")) {
+        res.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE");
+        res.set_header("Access-Control-Allow-Headers", "Content-Type, Authorization");
+        res.set_header("Access-Control-Max-Age", "600");
+      }
+      return HR::Handled;
+    }
+    if (!opt_.api_key.empty() && req.path.rfind("/health/", 0) != 0 &&
+        !bearer_matches(req.get_header_value("Authorization"), opt_.api_key)) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      send_error(res, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer)");
+      return HR::Handled;
+    }
+    return HR::Unhandled;
   });
 
   http_->set_logger([http_hist](const httplib::Request& req, const httplib::Response& res) {
@@ -400,6 +521,8 @@ void Server::install_routes() {
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
         try {
           std::rethrow_exception(ep);
+        } catch (const StatusError& e) {
+          send_error(res, e.status(), e.type(), e.what());
         } catch (const Error& e) {
           const int st = status_for(e.code());
           send_error(res, st, error_code_name(e.code()), e.what());
@@ -569,9 +692,7 @@ void Server::install_routes() {
       images.push_back(
           ImageInput::encoded(std::vector<uint8_t>(req.body.begin(), req.body.end()), "body"));
     } else {
-      CS_CHECK_ARG(is_json(req) || !req.body.empty(),
-                   "send JSON, an image body (Content-Type image/*) or a multipart form");
-      body = parse_json_body(req);
+      body = parse_json_body(req, kEmbedBodies);
       have_json = true;
       if (body.contains("texts")) texts = string_list(body["texts"], "texts");
       if (body.contains("text")) texts.push_back(string_list(body["text"], "text").at(0));
@@ -646,7 +767,7 @@ void Server::install_routes() {
               ImageInput::encoded(std::vector<uint8_t>(req.body.begin(), req.body.end()), "body"));
           from_params();
         } else {
-          body = parse_json_body(req);
+          body = parse_json_body(req, kEmbedBodies);
           have_json = true;
           if (body.contains("images")) {
             CS_CHECK_ARG(body["images"].is_array(), "'images' must be an array");

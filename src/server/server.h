@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "clipserve/engine.h"
 
@@ -34,6 +35,15 @@ struct ServerOptions {
   double shutdown_timeout_s = 10;       ///< stop(): requests in flight may run this long
   size_t max_header_bytes = 64u << 10;  ///< request line + headers (-> 431)
   size_t max_headers = 100;             ///< header lines (-> 431)
+  /// Host header names accepted (without port; "*" = any). Bound to a loopback address, the
+  /// loopback names are always accepted and others only when listed here (DNS rebinding);
+  /// bound elsewhere, any Host is accepted unless names are listed.
+  std::vector<std::string> allowed_hosts;
+  /// Origins allowed cross-origin (exact "scheme://host:port", or "*"). A request carrying
+  /// another Origin gets 403; none are allowed by default.
+  std::vector<std::string> cors_origins;
+
+  static std::vector<std::string> default_allowed_hosts(const std::string& bind_host);
 };
 
 /// Thread-safety: bind() then run() from one thread; stop() from any thread (a signal
@@ -56,11 +66,14 @@ class Server {
 
  private:
   void install_routes();
+  bool host_allowed(const std::string& host_header) const;
+  bool origin_allowed(const std::string& origin, const std::string& host_header) const;
 
   Engine& engine_;
   ServerOptions opt_;
   std::unique_ptr<Router> http_;
   std::unique_ptr<ConnectionLayer> conn_;
+  std::vector<std::string> allowed_hosts_;  // empty: any
   std::atomic<bool> draining_{false};
 };
 
