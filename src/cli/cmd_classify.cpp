@@ -31,7 +31,7 @@ const char* kUsage =
     "\n"
     "options:\n"
     "  --model DIR          model directory\n"
-    "  --labels a,b,c       comma-separated labels\n"
+    "  --labels a,b,c       comma-separated labels (repeatable: the lists accumulate)\n"
     "  --labels-file F      one label per line (empty lines skipped)\n"
     "  --template T         prompt template containing {} (repeatable)\n"
     "  --templates SET      imagenet (open_clip's 80 ImageNet prompts) or simple\n"
@@ -98,8 +98,16 @@ int run_classify(int argc, char** argv) {
                "give exactly one of --labels a,b,c or --labels-file F");
   const auto& files = args.positional();
   CS_CHECK_ARG(!files.empty(), "no images given");
-  std::vector<std::string> labels = args.has("labels") ? split_labels(*args.get("labels"))
-                                                       : read_labels_file(*args.get("labels-file"));
+  // Repeated --labels accumulate (a label with a comma: --labels 'a, b' is two labels, so
+  // give such labels in a --labels-file).
+  std::vector<std::string> labels;
+  if (args.has("labels")) {
+    for (const auto& v : args.values("labels")) {
+      for (auto& l : split_labels(v)) labels.push_back(std::move(l));
+    }
+  } else {
+    labels = read_labels_file(*args.get("labels-file"));
+  }
   CS_CHECK_ARG(!labels.empty(), "--labels: no labels");
   std::vector<std::string> templates = args.values("template");
   if (auto set = args.get("templates")) {

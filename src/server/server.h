@@ -20,6 +20,15 @@ namespace clipserve::server {
 class Router;
 class ConnectionLayer;
 
+/// Bounds a request may expand to, checked before any work (413 naming the limit).
+struct RequestBounds {
+  size_t max_items = 256;               ///< texts + images in one request
+  size_t max_text_bytes = 16384;        ///< one text, label or template
+  size_t max_prompts = 100000;          ///< labels x templates of one request or label set
+  size_t max_prompt_bytes = 16u << 20;  ///< bytes of all those prompts together
+  size_t max_label_sets = 1000;         ///< registered label sets
+};
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                    ///< 0 = any free port (bind() returns it)
@@ -42,6 +51,7 @@ struct ServerOptions {
   /// Origins allowed cross-origin (exact "scheme://host:port", or "*"). A request carrying
   /// another Origin gets 403; none are allowed by default.
   std::vector<std::string> cors_origins;
+  RequestBounds bounds;
 
   static std::vector<std::string> default_allowed_hosts(const std::string& bind_host);
 };
