@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "clipserve/image.h"
 #include "server_testing.h"
 
 namespace clipserve {
@@ -280,6 +281,55 @@ TEST_F(ServerTest, ExpandingRequestsAreRefusedBeforeAnyWork) {
   expect_error(c.Put("/labelsets/two", R"({"labels":["a"]})", "application/json"), 413,
                "--max-label-sets");
   EXPECT_EQ(c.Put("/labelsets/one", R"({"labels":["b"]})", "application/json")->status, 200);
+}
+
+// PNG chunk: length, type, data, CRC (not checked by the size test below, so zero).
+std::string png_chunk(const char* type, const std::string& data) {
+  std::string c;
+  const uint32_t n = static_cast<uint32_t>(data.size());
+  c += static_cast<char>(n >> 24);
+  c += static_cast<char>(n >> 16);
+  c += static_cast<char>(n >> 8);
+  c += static_cast<char>(n);
+  c += type;
+  c += data;
+  c += std::string(4, '\0');
+  return c;
+}
+
+TEST(ImageLimits, TinyFilesDeclaringHugeCanvasesAreRefusedBeforeAllocating) {
+  // 68 bytes: a PNG header for 13000 x 13000 RGB and no pixel data worth the name.
+  std::string ihdr = {0, 0, 0x32, (char)0xC8, 0, 0, 0x32, (char)0xC8, 8, 2, 0, 0, 0};
+  const std::string png = "\x89PNG\r\n\x1a\n" + png_chunk("IHDR", ihdr) +
+                          png_chunk("IDAT", std::string(8, 'x')) + png_chunk("IEND", "");
+  PreprocessOptions opt;
+  std::vector<float> out(3 * 224 * 224);
+  const long before = rss_kb();
+  try {
+    preprocess_image({reinterpret_cast<const uint8_t*>(png.data()), png.size()}, opt, out.data(),
+                     "huge.png");
+    FAIL() << "decoded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("cannot hold"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(rss_kb() - before, 64 * 1024);
+  // A lossless WebP header declaring 13000 x 13000: the pixel limit applies before libwebp
+  // allocates its canvas.
+  std::string webp =
+      "RIFF" + std::string("\x1a\0\0\0", 4) + "WEBPVP8L" + std::string("\x0d\0\0\0", 4) + "\x2f";
+  const uint32_t bits = (13000 - 1) | ((13000u - 1) << 14);
+  for (int i = 0; i < 4; ++i) webp += static_cast<char>(bits >> (8 * i));
+  webp += std::string(8, '\0');
+  opt.max_pixels = 100'000'000;
+  try {
+    preprocess_image({reinterpret_cast<const uint8_t*>(webp.data()), webp.size()}, opt, out.data(),
+                     "huge.webp");
+    FAIL() << "decoded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kTooLarge) << e.what();
+  }
+  EXPECT_LT(rss_kb() - before, 64 * 1024);
 }
 
 }  // namespace

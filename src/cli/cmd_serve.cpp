@@ -52,6 +52,11 @@ const char* kUsage =
     "                         else 408 and close (default 30)\n"
     "  --idle-timeout-s S     keep-alive connections idle this long are closed (default 5)\n"
     "  --shutdown-timeout-s S on SIGTERM, requests in flight may run S seconds (default 10)\n"
+    "  --max-items N          texts + images per request (default 256)\n"
+    "  --max-text-bytes N     bytes of one text, label or template (default 16384)\n"
+    "  --max-prompts N        labels x templates per request or label set (default 100000)\n"
+    "  --max-prompt-bytes N   bytes of those prompts together (default 16777216)\n"
+    "  --max-label-sets N     registered label sets (default 1000)\n"
     "  --label-cache N        cached label prompt features (default 20000)\n"
     "  --no-warmup            report ready at once (first requests will be slower)\n";
 
@@ -82,6 +87,11 @@ int run_serve(int argc, char** argv) {
       .option("max-body-mb")
       .option("http-threads")
       .option("allowed-host")
+      .option("max-items")
+      .option("max-text-bytes")
+      .option("max-prompts")
+      .option("max-prompt-bytes")
+      .option("max-label-sets")
       .option("cors-origin")
       .option("max-connections")
       .option("request-timeout-s")
@@ -123,6 +133,16 @@ int run_serve(int argc, char** argv) {
   so.request_timeout_s = seconds_option(args, "request-timeout-s", 30);
   so.idle_timeout_s = seconds_option(args, "idle-timeout-s", 5);
   so.shutdown_timeout_s = seconds_option(args, "shutdown-timeout-s", 10);
+  auto bound = [&](const char* name, size_t fallback) {
+    const int v = args.get_int(name, static_cast<int>(fallback));
+    CS_CHECK_ARG(v >= 1, "--", name, " must be >= 1");
+    return static_cast<size_t>(v);
+  };
+  so.bounds.max_items = bound("max-items", so.bounds.max_items);
+  so.bounds.max_text_bytes = bound("max-text-bytes", so.bounds.max_text_bytes);
+  so.bounds.max_prompts = bound("max-prompts", so.bounds.max_prompts);
+  so.bounds.max_prompt_bytes = bound("max-prompt-bytes", so.bounds.max_prompt_bytes);
+  so.bounds.max_label_sets = bound("max-label-sets", so.bounds.max_label_sets);
   so.allowed_hosts = args.values("allowed-host");
   so.cors_origins = args.values("cors-origin");
   if (args.has("api-key")) {
