@@ -327,6 +327,16 @@ TEST_F(ServerTest, ReusedConnectionIsAsFastAsAFreshOne) {
   EXPECT_LT(get_ms[11], 30.0) << "median reused-connection GET latency " << get_ms[11] << " ms";
 }
 
+TEST_F(ServerTest, RawRequestsAreRoutedWithoutSockets) {
+  start();
+  std::string r = server_->handle_raw(post("/embed", kEmbedText));
+  EXPECT_EQ(status_of(r), 200) << r;
+  EXPECT_NE(r.find("text_embeddings"), std::string::npos);
+  EXPECT_EQ(server_->handle_raw("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1"), "");
+  r = server_->handle_raw("POST /embed HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(status_of(r), 411) << r;
+}
+
 TEST(RequestFramer, FramesContentLengthAndChunkedIncrementally) {
   server::FramingLimits lim;
   server::RequestFramer f(lim);

@@ -70,6 +70,10 @@ bool send_all(int fd, std::string_view data, Clock::time_point deadline) {
 
 }  // namespace
 
+std::string raw_error_response(int status, const std::string& body) {
+  return raw_response(status, body, true);
+}
+
 ssize_t MemoryStream::read(char* ptr, size_t size) {
   const size_t n = std::min(size, in_.size() - pos_);
   std::memcpy(ptr, in_.data() + pos_, n);

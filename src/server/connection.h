@@ -64,6 +64,10 @@ class MemoryStream : public httplib::Stream {
   int fd_;
 };
 
+/// A complete HTTP/1.1 response with a JSON body that closes the connection (used for the
+/// errors the connection layer answers itself).
+std::string raw_error_response(int status, const std::string& body);
+
 struct ConnectionOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                 ///< 0 = any free port

@@ -146,6 +146,28 @@ Server::~Server() {
 
 httplib::Server& Server::http() { return *http_; }
 
+std::string Server::handle_raw(std::string_view request) {
+  FramingLimits lim;
+  lim.max_body_bytes = opt_.max_body_bytes;
+  lim.max_header_bytes = opt_.max_header_bytes;
+  lim.max_headers = opt_.max_headers;
+  RequestFramer framer(lim);
+  const Frame& f = framer.feed(request);
+  if (f.state == Frame::kNeedMore) return "";
+  if (f.state == Frame::kError) {
+    json body = {
+        {"error",
+         {{"message", f.message}, {"type", type_for_status(f.status)}, {"code", f.status}}}};
+    return raw_error_response(f.status, dump(body));
+  }
+  std::string req(request.substr(0, f.length));
+  for (size_t off : f.neutralize) req[off] = 'X';
+  MemoryStream s(req, "127.0.0.1", 1);
+  bool closed = false;
+  http_->process(s, /*close_connection=*/true, closed);
+  return std::move(s.out());
+}
+
 int Server::bind() {
   opt_.port = conn_->bind();
   return opt_.port;

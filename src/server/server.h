@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "clipserve/engine.h"
@@ -73,6 +74,9 @@ class Server {
   bool draining() const { return draining_; }
   /// The router: more routes can be registered on it before run() (httplib's route API).
   httplib::Server& http();
+  /// Frames and answers one raw request without sockets (fuzzing, tests): the raw response,
+  /// or "" when `request` is incomplete. Thread-safe like the routes themselves.
+  std::string handle_raw(std::string_view request);
 
  private:
   void install_routes();
