@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Resting and peak RSS of `clipserve serve`: starts the server (port 0), waits for ready,
 samples VmRSS at rest, runs a mixed soak (image clients posting a JPEG to /embed, text
-clients posting to /v1/embeddings, one /classify client with 10 labels x the 80 ImageNet
-templates) while sampling every 50 ms, then samples the rest again. Prints one JSON object.
+clients posting to /v1/embeddings, one /classify client with 10 new labels x 8 templates
+per request) while sampling every 50 ms, then samples the rest again. Prints one JSON object.
 
   clipserve synth-model --arch ViT-B-32 --seed 0 --out /tmp/vitb32
   python3 bench/serve_memory.py --cli build/clipserve --model /tmp/vitb32 --seconds 30
@@ -54,11 +54,15 @@ def main():
             break
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
 
+    statuses = {}
+
     def call(method, path, body=b"", ctype="application/json", conn=None):
         c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         c.request(method, path, body=body, headers={"Content-Type": ctype})
         r = c.getresponse()
         r.read()
+        if r.status != 200:
+            statuses[r.status] = statuses.get(r.status, 0) + 1
         return r.status
 
     while True:
@@ -96,7 +100,10 @@ def main():
         n = 0
         while not stop.is_set():
             labels = ["label %d-%d" % (n, k) for k in range(10)]  # new labels: prompt encoding
-            body = json.dumps({"images": [b64], "labels": labels, "templates": "imagenet"}).encode()
+            templates = ["a photo of a {}.", "a drawing of a {}.", "a {} in the wild.",
+                         "a close-up of a {}.", "a blurry photo of a {}.", "art of a {}.",
+                         "a small {}.", "a big {}."]
+            body = json.dumps({"images": [b64], "labels": labels, "templates": templates}).encode()
             ok = call("POST", "/classify", body, conn=c) == 200
             counts["classify" if ok else "errors"] += 1
             n += 1
@@ -126,7 +133,7 @@ def main():
         "weights_mb": round(w, 1), "rest_mb": round(rest_before, 1),
         "rest_ratio": round(rest_before / w, 2), "peak_mb": round(peak, 1),
         "peak_ratio": round(peak / w, 2), "p50_during_soak_mb": round(samples[len(samples) // 2], 1),
-        "rest_after_soak_mb": round(rest_after, 1), "requests": counts,
+        "rest_after_soak_mb": round(rest_after, 1), "requests": counts, "error_statuses": statuses,
         "serve_args": args.serve_arg}, indent=1))
 
 
