@@ -117,8 +117,9 @@ struct ImageInput {
 struct Embeddings {
   int n = 0;
   int dim = 0;
-  std::vector<float> data;        ///< n x dim, row-major
-  std::vector<int> token_counts;  ///< texts only: ids per text, start/end included
+  std::vector<float> data;         ///< n x dim, row-major
+  std::vector<int> token_counts;   ///< texts only: ids per text, start/end included
+  std::vector<uint8_t> truncated;  ///< texts only: 1 when the text was cut to the context
   StageTimings timings;
   const float* row(int i) const { return data.data() + static_cast<size_t>(i) * dim; }
 };

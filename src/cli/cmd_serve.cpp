@@ -33,6 +33,10 @@ const char* kUsage =
     "  --port P               port (default 8080; 0 = any free port, printed on stderr)\n"
     "  --api-key KEY          require 'Authorization: Bearer KEY' (except /health/*); the\n"
     "                         environment variable CLIPSERVE_API_KEY works too\n"
+    "  --allowed-host NAME    accept this Host header name too (repeatable; '*' = any). On\n"
+    "                         a loopback address only loopback names are accepted by default\n"
+    "  --cors-origin ORIGIN   allow cross-origin requests from ORIGIN (scheme://host:port,\n"
+    "                         repeatable, '*' = any); other Origins get 403\n"
     "  --backend B            cpu (oneDNN, default) or reference\n"
     "  --precision P          fp32 (default) or bf16\n"
     "  --threads N            encoder threads (default: all cores)\n"
@@ -41,9 +45,30 @@ const char* kUsage =
     "  --max-wait-us N        coalescing window while busy (default 5000)\n"
     "  --max-queue N          items admitted per tower before 429 (default 256)\n"
     "  --max-body-mb N        request body limit, larger gets 413 (default 32)\n"
-    "  --http-threads N       concurrent connections served (default 64)\n"
+    "  --http-threads N       requests handled at once (default 64); idle and slow\n"
+    "                         connections hold no thread\n"
+    "  --max-connections N    open connections; beyond, 503 and close (default 1024)\n"
+    "  --request-timeout-s S  a whole request (headers + body) must arrive within S seconds,\n"
+    "                         else 408 and close (default 30)\n"
+    "  --idle-timeout-s S     keep-alive connections idle this long are closed (default 5)\n"
+    "  --shutdown-timeout-s S on SIGTERM, requests in flight may run S seconds (default 10)\n"
+    "  --max-items N          texts + images per request (default 256)\n"
+    "  --max-text-bytes N     bytes of one text, label or template (default 16384)\n"
+    "  --max-prompts N        labels x templates per request or label set (default 100000)\n"
+    "  --max-prompt-bytes N   bytes of those prompts together (default 16777216)\n"
+    "  --max-label-sets N     registered label sets (default 1000)\n"
     "  --label-cache N        cached label prompt features (default 20000)\n"
     "  --no-warmup            report ready at once (first requests will be slower)\n";
+
+double seconds_option(const Args& args, const char* name, double fallback) {
+  if (!args.has(name)) return fallback;
+  const std::string v = args.get_or(name, "");
+  char* end = nullptr;
+  const double s = std::strtod(v.c_str(), &end);
+  CS_CHECK_ARG(!v.empty() && end && *end == 0 && s > 0 && s < 1e6, "--", name,
+               " must be a positive number of seconds, not '", v, "'");
+  return s;
+}
 
 int run_serve(int argc, char** argv) {
   Args args;
@@ -61,6 +86,17 @@ int run_serve(int argc, char** argv) {
       .option("max-queue")
       .option("max-body-mb")
       .option("http-threads")
+      .option("allowed-host")
+      .option("max-items")
+      .option("max-text-bytes")
+      .option("max-prompts")
+      .option("max-prompt-bytes")
+      .option("max-label-sets")
+      .option("cors-origin")
+      .option("max-connections")
+      .option("request-timeout-s")
+      .option("idle-timeout-s")
+      .option("shutdown-timeout-s")
       .option("label-cache")
       .flag("no-warmup");
   args.parse(argc, argv);
@@ -91,9 +127,35 @@ int run_serve(int argc, char** argv) {
   CS_CHECK_ARG(body_mb >= 1, "--max-body-mb must be >= 1");
   so.max_body_bytes = static_cast<size_t>(body_mb) << 20;
   so.http_threads = args.get_int("http-threads", 64);
-  so.api_key = args.get_or("api-key", "");
-  if (so.api_key.empty()) {
-    if (const char* env = std::getenv("CLIPSERVE_API_KEY")) so.api_key = env;
+  so.max_connections = args.get_int("max-connections", 1024);
+  CS_CHECK_ARG(so.http_threads >= 1 && so.max_connections >= 1,
+               "--http-threads and --max-connections must be >= 1");
+  so.request_timeout_s = seconds_option(args, "request-timeout-s", 30);
+  so.idle_timeout_s = seconds_option(args, "idle-timeout-s", 5);
+  so.shutdown_timeout_s = seconds_option(args, "shutdown-timeout-s", 10);
+  auto bound = [&](const char* name, size_t fallback) {
+    const int v = args.get_int(name, static_cast<int>(fallback));
+    CS_CHECK_ARG(v >= 1, "--", name, " must be >= 1");
+    return static_cast<size_t>(v);
+  };
+  so.bounds.max_items = bound("max-items", so.bounds.max_items);
+  so.bounds.max_text_bytes = bound("max-text-bytes", so.bounds.max_text_bytes);
+  so.bounds.max_prompts = bound("max-prompts", so.bounds.max_prompts);
+  so.bounds.max_prompt_bytes = bound("max-prompt-bytes", so.bounds.max_prompt_bytes);
+  so.bounds.max_label_sets = bound("max-label-sets", so.bounds.max_label_sets);
+  so.allowed_hosts = args.values("allowed-host");
+  so.cors_origins = args.values("cors-origin");
+  if (args.has("api-key")) {
+    so.api_key = args.get_or("api-key", "");
+    CS_CHECK_ARG(!so.api_key.empty(), "--api-key must not be empty (omit it to serve without)");
+  } else if (const char* env = std::getenv("CLIPSERVE_API_KEY")) {
+    so.api_key = env;
+  }
+  if (so.api_key.empty() && so.host != "127.0.0.1" && so.host != "localhost" && so.host != "::1") {
+    std::fprintf(stderr,
+                 "clipserve serve: warning: listening on %s without --api-key: anyone who can "
+                 "reach this address can use the server\n",
+                 so.host.c_str());
   }
 
   // Block the stop signals in every thread (threads inherit the mask); one thread sigwaits.
@@ -146,9 +208,16 @@ int run_serve(int argc, char** argv) {
     }
   });
 
-  const bool listened = server.run();
-  if (!listened) status = 1;
+  const bool clean = server.run();
   server.stop();
+  if (!clean) {
+    // Handlers still running past --shutdown-timeout-s cannot be interrupted: exit anyway.
+    std::fprintf(stderr,
+                 "clipserve serve: requests still running after %g s; exiting without them\n",
+                 so.shutdown_timeout_s);
+    std::fflush(stderr);
+    std::_Exit(1);
+  }
   if (!got_signal.exchange(true)) {
     pthread_kill(signal_thread.native_handle(), SIGTERM);  // wakes the sigwait
   }

@@ -48,6 +48,7 @@ struct Job {
   std::vector<ImageInput> images;         // image jobs: inputs (bytes freed after decoding)
   std::vector<float> pixels;              // image jobs: n x 3 x S x S
   std::vector<std::vector<int32_t>> ids;  // text jobs
+  std::vector<uint8_t> truncated;         // text jobs: the text had more tokens than fit
   std::vector<float> out;                 // n x dim
   std::atomic<int> remaining{0};
 
@@ -391,11 +392,20 @@ struct Engine::Impl {
     job->dim = dim;
     job->normalize = normalize;
     job->ids.resize(n);
+    job->truncated.assign(n, 0);
     for (int i = 0; i < n; ++i) {
       try {
-        job->ids[i] = fe.tokenize(texts[i], context_length);
+        // One id more than fits tells a text that was cut from one that just fits; the cut
+        // keeps open_clip's rule (first context_length ids, the last one the end token).
+        job->ids[i] = fe.tokenize(texts[i], context_length + 1);
       } catch (const Error& e) {
         throw Error(e.code(), "texts[" + std::to_string(i) + "]: " + e.what());
+      }
+      if (static_cast<int>(job->ids[i].size()) > context_length) {
+        const int32_t end = job->ids[i].back();
+        job->ids[i].resize(context_length);
+        job->ids[i].back() = end;
+        job->truncated[i] = 1;
       }
       CS_CHECK_ARG(!job->ids[i].empty() && static_cast<int>(job->ids[i].size()) <= context_length,
                    "texts[", i, "]: tokenizer returned ", job->ids[i].size(), " ids");
@@ -533,6 +543,7 @@ void deliver(std::promise<Embeddings>& p, Job& job) {
   e.dim = job.dim;
   e.data = std::move(job.out);
   for (const auto& ids : job.ids) e.token_counts.push_back(static_cast<int>(ids.size()));
+  e.truncated = std::move(job.truncated);
   e.timings = job.t;
   p.set_value(std::move(e));
 }

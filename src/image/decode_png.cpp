@@ -362,6 +362,20 @@ Image decode_png(std::span<const uint8_t> bytes, const DecodeOptions& opt,
     }
     pos += 12 + static_cast<size_t>(len);
   }
+  if (have_header && valid_depth(hdr.ctype, hdr.depth)) {
+    // Deflate expands at most ~1032:1: data that cannot hold the declared rows is refused
+    // before anything the size of the image is allocated (here or in libpng's path).
+    size_t available = idat.size();
+    if (!ended && pos + 8 < size && std::memcmp(p + pos + 4, "IDAT", 4) == 0) {
+      available += size - pos - 8;  // a truncated last IDAT chunk
+    }
+    const size_t min_raw =
+        png_rowbytes(hdr.width, hdr.ctype, hdr.depth) * static_cast<size_t>(hdr.height);
+    if (available * 1032 + 1024 < min_raw) {
+      CS_THROW(kInvalidArgument, name, ": ", available, " bytes of image data cannot hold a ",
+               hdr.width, "x", hdr.height, " PNG (truncated or corrupt)");
+    }
+  }
   if (!have_header || !ended || hdr.interlace != 0 || !valid_depth(hdr.ctype, hdr.depth) ||
       idat.empty()) {
     return decode_png_libpng(bytes, opt, name);

@@ -25,6 +25,10 @@ Image decode_webp(std::span<const uint8_t> bytes, const DecodeOptions& opt,
   if (WebPGetFeatures(bytes.data(), bytes.size(), &features) != VP8_STATUS_OK) {
     CS_THROW(kInvalidArgument, name, ": corrupt or truncated WebP header");
   }
+  // The size limit before libwebp allocates the canvas. (No bytes-per-pixel bound is
+  // possible: a one-symbol VP8L Huffman code costs 0 bits per pixel, so a tiny valid file can
+  // declare a huge solid image; the pixel limit is what bounds the cost.)
+  check_dimensions(features.width, features.height, opt, name);
   WebPData data{bytes.data(), bytes.size()};
   WebPAnimDecoderOptions dopt;
   CS_ASSERT(WebPAnimDecoderOptionsInit(&dopt));

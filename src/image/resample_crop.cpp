@@ -169,6 +169,9 @@ Image resize_crop_with(const Image& in, const Geometry& g, int size, const Kerne
   } else {
     for (int y = 0; y < size; ++y) std::memcpy(out.row(y), mid + y * mid_stride, n);
   }
+  // Buffers grown for one huge image are not kept per thread (pixels.h: kMaxKeptScratch).
+  if (premul.capacity() > kMaxKeptScratch) PixelBuffer().swap(premul);
+  if (tmp_buf.capacity() > kMaxKeptScratch) PixelBuffer().swap(tmp_buf);
   if (alpha) {
     uint8_t* p = out.bytes.data();
     for (int i = 0; i < size * size; ++i, p += C) {

@@ -213,6 +213,8 @@ class ClipTokenizer final : public Tokenizer {
         cleaned.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
       }
       pretokenize_ascii(cleaned, sink);
+      // One huge prompt must not keep its copy alive on this thread forever.
+      if (cleaned.capacity() > (size_t(1) << 20)) std::string().swap(cleaned);
     } else {
       const std::u32string decoded = text::decode_utf8(text);  // throws on invalid UTF-8
       pretokenize_unicode(text::clean_text(decoded), sink);
