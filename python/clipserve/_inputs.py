@@ -17,7 +17,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._errors import InvalidInput, Unsupported
+from ._errors import InvalidInput, TooLarge, Unsupported
 
 try:  # Pillow is optional: only PIL.Image inputs need it
     from PIL import Image as _PILImage
@@ -28,6 +28,9 @@ except ImportError:  # pragma: no cover - exercised where Pillow is absent
 NATIVE_MODES = frozenset({"1", "L", "P", "LA", "RGB", "RGBA", "CMYK", "I"})
 # Modes a PNG stores losslessly and clipserve's decoder reads back in the same mode.
 PNG_MODES = frozenset({"1", "L", "P", "LA", "RGB", "RGBA"})
+
+# The engine's decompression-bomb guard (PreprocessOptions::max_pixels, Pillow's limit).
+MAX_PIXELS = 2 * 89478485
 
 Item = Tuple[str, Any, Optional[str]]
 
@@ -137,6 +140,9 @@ def array_item(a: np.ndarray, name: str) -> Item:
     if a.ndim == 3 and a.shape[0] == 3 and a.dtype.kind == "f":
         return ("tensor", np.ascontiguousarray(a, dtype=np.float32), name)
     if a.dtype == np.uint8:
+        if a.ndim in (2, 3) and a.shape[0] * a.shape[1] > MAX_PIXELS:
+            raise TooLarge(f"{name}: image size {a.shape[1]}x{a.shape[0]} exceeds the limit of "
+                           f"{MAX_PIXELS} pixels (decompression bomb guard)")
         mode = {2: "L", 3: {3: "RGB", 4: "RGBA"}.get(a.shape[-1])}.get(a.ndim) \
             if a.ndim in (2, 3) else None
         if mode is not None:

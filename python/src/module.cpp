@@ -86,7 +86,8 @@ ImageInput image_item(const py::handle& item, size_t index) {
   const std::string kind = t[0].cast<std::string>();
   std::string name = t[2].is_none() ? "images[" + std::to_string(index) + "]" : utf8(t[2], "name");
   if (kind == "path") {
-    return ImageInput::encoded(pack_path(utf8(t[1], name)), std::move(name));
+    auto blob = pack_path(utf8(t[1], name));
+    return ImageInput::encoded(std::move(blob), std::move(name));
   }
   if (kind == "bytes") {
     const py::buffer_info b = py::reinterpret_borrow<py::buffer>(t[1]).request();
@@ -106,7 +107,8 @@ ImageInput image_item(const py::handle& item, size_t index) {
       pal = py::reinterpret_borrow<py::buffer>(px[4]).request();
       raw.palette = {static_cast<const uint8_t*>(pal.ptr), static_cast<size_t>(pal.size)};
     }
-    return ImageInput::encoded(pack_pixels(raw, name), std::move(name));
+    auto blob = pack_pixels(raw, name);
+    return ImageInput::encoded(std::move(blob), std::move(name));
   }
   CS_CHECK_ARG(kind == "tensor", "internal: unknown image item kind '", kind, "'");
   const py::buffer_info b = py::reinterpret_borrow<py::buffer>(t[1]).request();
