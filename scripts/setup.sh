@@ -11,6 +11,7 @@ PKGS=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev libtiff-dev libgif-dev
   libcpp-httplib-dev libssl-dev libcurl4-openssl-dev
   python3 python3-numpy python3-pil wrk curl
+  python3-dev pybind11-dev python3-pybind11 python3-pytest python3-setuptools python3-venv  # Python package (python/)
 )
 # `setup.sh --bench` adds the peers of the benchmarks (bench/peer_torch.sh): PyTorch with
 # OpenBLAS (with Debian's reference BLAS instead, PyTorch is ~15x slower).
