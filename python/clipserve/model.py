@@ -6,7 +6,9 @@ engine (``max_batch``, ``max_wait_us``).
 """
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -49,12 +51,23 @@ def tokenize(texts: Union[str, Sequence[str]], context_length: int = 77) -> np.n
     return ids
 
 
+_OPEN_MODELS: "weakref.WeakSet[Model]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Before the interpreter finalizes: let calls in flight (daemon threads) return first.
+    for m in list(_OPEN_MODELS):
+        m.close()
+
+
 class Model:
     """A CLIP model loaded in this process (see :func:`load`)."""
 
     def __init__(self, engine: Any) -> None:
         self._engine = engine
         self._info = engine.info()
+        _OPEN_MODELS.add(self)
 
     # ---- embeddings -------------------------------------------------------------------------
     def encode_image(self, images: Union[ImageLike, Sequence[ImageLike]], *,

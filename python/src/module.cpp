@@ -5,10 +5,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "clipserve/engine.h"
@@ -168,15 +171,28 @@ class PyEngine {
     return engine_;
   }
 
+  // Counts a call that will release the GIL (taken and dropped with the GIL held).
+  struct Call {
+    explicit Call(PyEngine& p) : p_(p), engine(p.get()) { ++p_.inflight_; }
+    ~Call() { --p_.inflight_; }
+    PyEngine& p_;
+    std::shared_ptr<Engine> engine;
+  };
+
+  // Refuses new calls, then waits (GIL released) until the calls in flight have returned to
+  // Python: run at exit, so no thread is still inside the engine when the interpreter
+  // finalizes (a daemon thread resuming then would be terminated mid-C++).
   void close() {
     std::shared_ptr<Engine> e = std::move(engine_);
     py::gil_scoped_release nogil;
-    e.reset();  // waits for the requests already admitted (unless other calls still hold it)
+    while (inflight_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    e.reset();
   }
   bool closed() const { return !engine_; }
 
   py::tuple embed_images(const py::sequence& items, bool normalize) {
-    auto e = get();
+    Call call(*this);
+    auto& e = call.engine;
     std::vector<ImageInput> in = image_items(items);
     Embeddings r;
     {
@@ -187,7 +203,8 @@ class PyEngine {
   }
 
   py::tuple embed_texts(const py::sequence& texts, bool normalize) {
-    auto e = get();
+    Call call(*this);
+    auto& e = call.engine;
     std::vector<std::string> in = str_list(texts, "texts");
     Embeddings r;
     {
@@ -200,7 +217,8 @@ class PyEngine {
 
   py::tuple classify(const py::sequence& items, const std::string& label_set,
                      const py::sequence& labels, const py::sequence& templates, int top_k) {
-    auto e = get();
+    Call call(*this);
+    auto& e = call.engine;
     LabelQuery q;
     q.label_set = label_set;
     q.labels = str_list(labels, "labels");
@@ -224,7 +242,8 @@ class PyEngine {
 
   bool put_label_set(const std::string& name, const py::sequence& labels,
                      const py::sequence& templates) {
-    auto e = get();
+    Call call(*this);
+    auto& e = call.engine;
     auto l = str_list(labels, "labels");
     auto t = str_list(templates, "templates");
     py::gil_scoped_release nogil;
@@ -239,7 +258,8 @@ class PyEngine {
   std::vector<std::string> label_set_names() { return get()->label_set_names(); }
 
   py::array_t<float> preprocess(const py::handle& item) {
-    auto e = get();
+    Call call(*this);
+    auto& e = call.engine;
     ImageInput in = image_item(item, 0);
     const int S = e->config().vision.image_size;
     py::array_t<float> out({3, S, S});
@@ -307,6 +327,7 @@ class PyEngine {
 
  private:
   std::shared_ptr<Engine> engine_;
+  std::atomic<int> inflight_{0};
   std::string backend_, precision_;
   int threads_ = 0;
 };

@@ -185,3 +185,26 @@ def test_exception_hierarchy():
                 clipserve.IoError, clipserve.InternalError, clipserve.Unauthorized):
         assert issubclass(cls, clipserve.ClipserveError)
     assert issubclass(clipserve.InvalidInput, ValueError)
+
+
+def test_exit_with_daemon_threads_inside_the_engine(tiny_dir):
+    """Daemon threads still encoding when the interpreter exits: a clean exit, no abort."""
+    import subprocess
+    import sys
+    code = f"""
+import threading, time, clipserve
+m = clipserve.load({str(tiny_dir)!r}, warmup=False)
+def spin():
+    try:
+        while True:
+            m.encode_image({str(PHOTO)!r})
+    except clipserve.Unavailable:
+        pass
+for _ in range(3):
+    threading.Thread(target=spin, daemon=True).start()
+time.sleep(0.3)
+print("bye")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "bye"
