@@ -144,10 +144,15 @@ class Client:
                     req["images"] = images
                 _, body, ms = self._request("POST", "/embed", req, query={"timings": "1"})
                 key = "text_embeddings" if texts else "image_embeddings"
-                for r in body.get(key, []):
+                for err in body.get("errors") or []:  # per-item answers: raise the first error
+                    self._item_error({"error": err.get("error", err)} if isinstance(err, dict)
+                                     else {"error": err})
+                for i, r in enumerate(body.get(key, [])):
                     self._item_error(r)
                     if isinstance(r, dict):
                         r = r.get("embedding")
+                    if r is None:
+                        raise error_for(None, 500, f"{key}[{start + i}]: no embedding returned")
                     rows.append(np.asarray(r, dtype=np.float32))
             timings.append(self._timings(body, ms))
         arr = np.stack(rows).astype(np.float32, copy=False) if rows else \

@@ -208,3 +208,20 @@ print("bye")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "bye"
+
+
+def test_hub_name_offline_raises_not_crashes(monkeypatch, tmp_path):
+    """A hub name goes to the Hugging Face cache like the CLI's --model; offline and not
+    cached, it is a clipserve error naming the model."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(clipserve.ClipserveError, match="laion2b_s34b_b79k"):
+        clipserve.load("ViT-B-32/laion2b_s34b_b79k")
+
+
+def test_bf16_is_close_to_fp32(tiny_dir, model):
+    m = clipserve.load(tiny_dir, precision="bf16", warmup=False)
+    assert m.info.precision == "bf16"
+    a, b = m.encode_image(str(PHOTO)), model.encode_image(str(PHOTO))
+    assert float((a * b).sum()) > 0.99
+    m.close()
