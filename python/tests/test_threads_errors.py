@@ -156,26 +156,31 @@ def test_closed_model_raises_unavailable(tiny_dir):
 
 
 def test_overloaded(tiny_dir):
-    """A queue of 1 item: a second concurrent call is refused with Overloaded."""
+    """A queue of 1 item: a call of 8 images is admitted alone (the queue was empty) and keeps
+    the queue full while it runs; concurrent calls are refused with Overloaded."""
     m = clipserve.load(tiny_dir, max_queue=1, warmup=False)
-    big = [PHOTO.read_bytes()] * 1  # admitted alone
+    eight = [PHOTO.read_bytes()] * 8
     seen = []
-    barrier = threading.Barrier(6)
+    for _ in range(5):  # rounds until a refusal was seen (each round nearly always has one)
+        barrier = threading.Barrier(6)
 
-    def worker():
-        barrier.wait()
-        try:
-            m.encode_image(big * 1)
-        except clipserve.Overloaded as e:
-            seen.append(e)
+        def worker():
+            barrier.wait()
+            try:
+                m.encode_image(eight)
+            except clipserve.Overloaded as e:
+                seen.append(e)
 
-    ts = [threading.Thread(target=worker) for _ in range(6)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+        ts = [threading.Thread(target=worker) for _ in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        if seen:
+            break
     assert seen, "six concurrent calls on a queue of one item: some must be refused"
-    assert isinstance(seen[0], clipserve.ClipserveError)
+    assert isinstance(seen[0], clipserve.ClipserveError) and "queue" in str(seen[0])
+    assert m.stats()["overloaded"] >= 1
     m.close()
 
 
