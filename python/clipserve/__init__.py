@@ -15,7 +15,7 @@ Against a server (``clipserve serve``), with the same methods and exceptions::
 
 Errors derive from :class:`ClipserveError` (InvalidInput, NotFound, Overloaded, ...).
 """
-from ._errors import (ClipserveError, InternalError, InvalidInput, IoError, NotFound,
+from ._errors import (ClipserveError, ConnectionFailed, InternalError, InvalidInput, IoError, NotFound,
                       Overloaded, TooLarge, Unauthorized, Unavailable, Unsupported)
 from ._types import (Classification, Embeddings, LabelScore, LabelSet, ModelInfo,
                      StageTimings)
@@ -28,5 +28,5 @@ __all__ = [
     "load", "Model", "Client", "tokenize", "imagenet_templates", "simple_templates",
     "Embeddings", "Classification", "LabelScore", "LabelSet", "ModelInfo", "StageTimings",
     "ClipserveError", "InvalidInput", "NotFound", "IoError", "Unsupported", "TooLarge",
-    "Overloaded", "Unavailable", "Unauthorized", "InternalError",
+    "Overloaded", "Unavailable", "Unauthorized", "InternalError", "ConnectionFailed",
 ]

@@ -41,6 +41,12 @@ class IoError(ClipserveError, OSError):
     code = "io_error"
 
 
+class ConnectionFailed(IoError):
+    """Client only: the server could not be reached, or did not answer in time."""
+
+    code = "io_error"
+
+
 class Unsupported(ClipserveError):
     """Valid input that clipserve does not handle (e.g. a 16-bit TIFF, as Pillow's resize)."""
 

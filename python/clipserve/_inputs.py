@@ -154,10 +154,10 @@ def array_item(a: np.ndarray, name: str) -> Item:
         f"or a float32 (3, S, S) preprocessed tensor")
 
 
-def engine_items(images: Any, size: int) -> List[Item]:
-    """Items for the native engine, one per image."""
+def engine_items(images: Any, size: int, first_index: int = 0) -> List[Item]:
+    """Items for the native engine, one per image (named from ``images[first_index]``)."""
     items: List[Item] = []
-    for i, x in enumerate(as_image_list(images)):
+    for i, x in enumerate(as_image_list(images), first_index):
         name = f"images[{i}]"
         if isinstance(x, (str, os.PathLike)):
             items.append(("path", os.fspath(x), os.fspath(x)))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -38,10 +38,13 @@ class StageTimings:
 
 class Embeddings(np.ndarray):
     """A float32 ``numpy.ndarray`` of shape (N, D) (one row per input, in input order) that
-    also carries ``timings`` (:class:`StageTimings`) and, for texts, ``token_counts``."""
+    also carries ``timings`` (:class:`StageTimings`), for texts in-process ``token_counts``,
+    and ``errors`` (``{index: exception}``, non-empty only with ``errors="return"``, whose
+    failed rows are NaN)."""
 
     timings: Optional[StageTimings]
     token_counts: Optional[List[int]]
+    errors: Dict[int, Exception]
 
     @staticmethod
     def wrap(array: np.ndarray, timings: Optional[StageTimings],
@@ -49,11 +52,13 @@ class Embeddings(np.ndarray):
         out = array.view(Embeddings)
         out.timings = timings
         out.token_counts = token_counts
+        out.errors = {}
         return out
 
     def __array_finalize__(self, obj: Any) -> None:
         self.timings = getattr(obj, "timings", None)
         self.token_counts = getattr(obj, "token_counts", None)
+        self.errors = getattr(obj, "errors", {})
 
     def __reduce__(self):  # pickles as a plain ndarray
         return np.asarray(self).__reduce__()
@@ -101,3 +106,57 @@ class ModelInfo:
     backend: Optional[str] = None
     logit_scale: Optional[float] = None
     extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def merge_timings(ts: List[StageTimings]) -> Optional[StageTimings]:
+    """Timings of requests run one after another (one call split into several requests)."""
+    ts = [t for t in ts if t is not None]
+    if not ts:
+        return None
+    if len(ts) == 1:
+        return ts[0]
+
+    def add(k: str) -> float:
+        return sum((getattr(t, k) or 0.0) for t in ts)
+
+    http = [t.http_ms for t in ts if t.http_ms is not None]
+    parse = [t.parse_ms for t in ts if t.parse_ms is not None]
+    return StageTimings(decode_ms=add("decode_ms"), preprocess_ms=add("preprocess_ms"),
+                        queue_ms=add("queue_ms"), encode_ms=add("encode_ms"),
+                        postprocess_ms=add("postprocess_ms"), total_ms=add("total_ms"),
+                        batches=int(add("batches")), max_batch=max(t.max_batch for t in ts),
+                        parse_ms=sum(parse) if parse else None,
+                        http_ms=sum(http) if http else None)
+
+
+def encode_each(encode: Callable[[List[Any], int], "Embeddings"], images: List[Any],
+                dim: int) -> "Embeddings":
+    """``errors="return"``: the whole list in one call; if an image makes it fail, each image
+    alone, so the good ones get their rows and the bad ones an entry in ``errors`` (their rows
+    are NaN). Errors that are not an image's fault (overloaded, unavailable, unauthorized,
+    internal, no connection) are raised. ``encode(images, first_index)`` names images from first_index."""
+    from ._errors import (ClipserveError, ConnectionFailed, InternalError, Overloaded,
+                          Unauthorized, Unavailable)
+    fatal = (Overloaded, Unavailable, Unauthorized, InternalError, ConnectionFailed)
+    try:
+        return encode(images, 0)
+    except fatal:
+        raise
+    except ClipserveError:
+        pass
+    rows = np.full((len(images), dim), np.nan, dtype=np.float32)
+    errors: Dict[int, Exception] = {}
+    timings = []
+    for i, x in enumerate(images):
+        try:
+            r = encode([x], i)
+        except fatal:
+            raise
+        except ClipserveError as e:
+            errors[i] = e
+            continue
+        rows[i] = r[0]
+        timings.append(r.timings)
+    out = Embeddings.wrap(rows, merge_timings(timings))
+    out.errors = errors
+    return out

@@ -20,22 +20,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _inputs
-from ._errors import ClipserveError, IoError, Unsupported, error_for
-from ._types import Classification, Embeddings, LabelScore, LabelSet, ModelInfo, StageTimings
+from ._errors import ClipserveError, ConnectionFailed, Unsupported, error_for
+from ._types import (Classification, Embeddings, LabelScore, LabelSet, ModelInfo,
+                     StageTimings, encode_each, merge_timings)
 
 _TEMPLATE_NAMES = ("imagenet", "openai_imagenet", "simple")
-
-
-def _merge(ts: List[StageTimings]) -> StageTimings:
-    """Timings of requests run one after another (a call split into several requests)."""
-    if len(ts) == 1:
-        return ts[0]
-    add = lambda k: sum((getattr(t, k) or 0.0) for t in ts)  # noqa: E731
-    return StageTimings(decode_ms=add("decode_ms"), preprocess_ms=add("preprocess_ms"),
-                        queue_ms=add("queue_ms"), encode_ms=add("encode_ms"),
-                        postprocess_ms=add("postprocess_ms"), total_ms=add("total_ms"),
-                        batches=int(add("batches")), max_batch=max(t.max_batch for t in ts),
-                        parse_ms=add("parse_ms"), http_ms=add("http_ms"))
 
 
 class Client:
@@ -85,9 +74,9 @@ class Client:
                 return 404, None, (time.perf_counter() - t0) * 1e3
             raise self._error(e.code, raw) from None
         except urllib.error.URLError as e:
-            raise IoError(f"{method} {url}: {e.reason}") from None
+            raise ConnectionFailed(f"{method} {url}: {e.reason}") from None
         except (OSError, TimeoutError) as e:
-            raise IoError(f"{method} {url}: {e}") from None
+            raise ConnectionFailed(f"{method} {url}: {e}") from None
         ms = (time.perf_counter() - t0) * 1e3
         if ctype.startswith("application/json"):
             return status, json.loads(raw.decode("utf-8")), ms
@@ -157,15 +146,25 @@ class Client:
             timings.append(self._timings(body, ms))
         arr = np.stack(rows).astype(np.float32, copy=False) if rows else \
             np.zeros((0, 0), np.float32)
-        return Embeddings.wrap(np.ascontiguousarray(arr), _merge(timings))
+        return Embeddings.wrap(np.ascontiguousarray(arr), merge_timings(timings))
 
-    def encode_image(self, images: Any, *, normalize: bool = True) -> Embeddings:
+    def encode_image(self, images: Any, *, normalize: bool = True,
+                     errors: str = "raise") -> Embeddings:
         """Like :meth:`clipserve.Model.encode_image` (paths, bytes, PIL images, uint8 numpy
-        arrays; preprocessed tensors raise Unsupported: the server takes encoded images)."""
+        arrays; preprocessed tensors raise Unsupported: the server takes encoded images),
+        including ``errors="return"``."""
+        if errors == "raise":
+            return self._encode_images(images, normalize, 0)
+        if errors != "return":
+            raise _inputs.InvalidInput(f"errors must be 'raise' or 'return', got {errors!r}")
+        return encode_each(lambda sub, first: self._encode_images(sub, normalize, first),
+                           _inputs.as_image_list(images), self.embed_dim)
+
+    def _encode_images(self, images: Any, normalize: bool, first_index: int) -> Embeddings:
         size = lambda: int(self._model_info()["image_size"])  # noqa: E731
         items = [{"image": base64.b64encode(_inputs.encoded_image(x, f"images[{i}]", size))
                   .decode("ascii")}
-                 for i, x in enumerate(_inputs.as_image_list(images))]
+                 for i, x in enumerate(_inputs.as_image_list(images), first_index)]
         return self._embed(items, normalize)
 
     def encode_text(self, texts: Union[str, Sequence[str]], *,
@@ -204,7 +203,7 @@ class Client:
                              for s in r["labels"]])
             timings.append(self._timings(body, ms))
             text_encoded += int(body.get("text_encoded", 0))
-        return Classification(rows, _merge(timings), text_encoded)
+        return Classification(rows, merge_timings(timings), text_encoded)
 
     def put_label_set(self, name: str, labels: Sequence[str],
                       templates: Union[None, str, Sequence[str]] = None) -> bool:

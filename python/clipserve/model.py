@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _inputs
 from ._types import (Classification, Embeddings, LabelScore, LabelSet, ModelInfo,
-                     StageTimings)
+                     StageTimings, encode_each)
 
 try:
     from . import _clipserve as _native
@@ -71,7 +71,7 @@ class Model:
 
     # ---- embeddings -------------------------------------------------------------------------
     def encode_image(self, images: Union[ImageLike, Sequence[ImageLike]], *,
-                     normalize: bool = True) -> Embeddings:
+                     normalize: bool = True, errors: str = "raise") -> Embeddings:
         """Image embeddings, float32 (N, D), L2-normalized unless ``normalize=False``.
 
         ``images``: one image or a sequence; each a file path, encoded bytes (JPEG, PNG, WebP,
@@ -79,8 +79,20 @@ class Model:
         ((H, W) gray and (H, W, 4) RGBA as ``Image.fromarray`` reads them), or a preprocessed
         float32 (3, S, S) tensor; a (N, 3, S, S) array is N preprocessed images. Equal to
         ``model.encode_image(torch.stack([preprocess(Image.open(p)) for p in paths]))`` in
-        open_clip (normalized: divided by its norm)."""
-        items = _inputs.engine_items(images, self._info["image_size"])
+        open_clip (normalized: divided by its norm).
+
+        ``errors="raise"`` (default): a bad image fails the call with an exception naming it.
+        ``errors="return"``: bad images get NaN rows and an entry in the result's ``errors``
+        (``{index: exception}``); the others are encoded."""
+        if errors == "raise":
+            return self._encode_images(images, normalize, 0)
+        if errors != "return":
+            raise _inputs.InvalidInput(f"errors must be 'raise' or 'return', got {errors!r}")
+        return encode_each(lambda sub, first: self._encode_images(sub, normalize, first),
+                           _inputs.as_image_list(images), self.embed_dim)
+
+    def _encode_images(self, images: Any, normalize: bool, first_index: int) -> Embeddings:
+        items = _inputs.engine_items(images, self._info["image_size"], first_index)
         arr, t = self._engine.embed_images(items, bool(normalize))
         return Embeddings.wrap(arr, StageTimings.from_dict(t))
 

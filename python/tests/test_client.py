@@ -110,8 +110,11 @@ def test_client_only_errors(server):
         clipserve.Client(server).encode_text("x")
     with pytest.raises(clipserve.Unauthorized):
         clipserve.Client(server, api_key="wrong").encode_text("x")
-    with pytest.raises(clipserve.IoError):
+    with pytest.raises(clipserve.ConnectionFailed):
         clipserve.Client("http://127.0.0.1:9", timeout=5).encode_text("x")
+    with pytest.raises(clipserve.IoError):  # ConnectionFailed is an IoError (and an OSError)
+        clipserve.Client("http://127.0.0.1:9", timeout=5).encode_image(str(PHOTO),
+                                                                        errors="return")
     c = clipserve.Client(server, api_key="test-key")
     with pytest.raises(clipserve.Unsupported):
         c.encode_image(np.zeros((3, 224, 224), np.float32))
@@ -124,3 +127,12 @@ def test_stats_over_http(client):
     client.encode_image(str(PHOTO))
     after = client.stats()
     assert after["image_items"] == before["image_items"] + 1
+
+
+def test_errors_return_same_as_in_process(client, model):
+    imgs = [str(PHOTO), b"garbage", PHOTO.read_bytes(), "/no/such.jpg"]
+    a, b = client.encode_image(imgs, errors="return"), model.encode_image(imgs, errors="return")
+    assert sorted(a.errors) == sorted(b.errors) == [1, 3]
+    for i in a.errors:
+        assert type(a.errors[i]) is type(b.errors[i])
+    assert np.array_equal(a[[0, 2]], b[[0, 2]]) and np.isnan(a[[1, 3]]).all()

@@ -230,3 +230,21 @@ def test_bf16_is_close_to_fp32(tiny_dir, model):
     a, b = m.encode_image(str(PHOTO)), model.encode_image(str(PHOTO))
     assert float((a * b).sum()) > 0.99
     m.close()
+
+
+def test_errors_return_gives_good_rows_and_names_bad_ones(model):
+    good = str(PHOTO)
+    imgs = [good, b"garbage", PHOTO.read_bytes(), "/no/such.jpg", np.zeros((2, 2, 2), np.uint8)]
+    r = model.encode_image(imgs, errors="return")
+    assert r.shape == (5, 32) and sorted(r.errors) == [1, 3, 4]
+    assert isinstance(r.errors[1], clipserve.InvalidInput) and "images[1]" in str(r.errors[1])
+    assert isinstance(r.errors[3], clipserve.NotFound)
+    assert isinstance(r.errors[4], clipserve.InvalidInput) and "images[4]" in str(r.errors[4])
+    want = model.encode_image(good)[0]
+    for i in (0, 2):
+        np.testing.assert_allclose(r[i], want, atol=2e-6)
+    assert np.isnan(r[[1, 3, 4]]).all()
+    ok = model.encode_image([good, good], errors="return")
+    assert ok.errors == {} and not np.isnan(ok).any()
+    with pytest.raises(clipserve.InvalidInput, match="errors"):
+        model.encode_image(good, errors="ignore")
