@@ -164,6 +164,8 @@ def engine_items(images: Any, size: int, first_index: int = 0) -> List[Item]:
         elif isinstance(x, (bytes, bytearray, memoryview)):
             if len(x) == 0:
                 raise InvalidInput(f"{name}: empty image")
+            if isinstance(x, memoryview) and not x.c_contiguous:
+                x = x.tobytes()
             items.append(("bytes", x, name))
         elif is_pil(x):
             items.append(pil_item(x, name, size))

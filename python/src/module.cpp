@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -80,45 +82,75 @@ std::vector<std::string> str_list(const py::sequence& seq, const char* field) {
   return out;
 }
 
+// A C-contiguous view of a Python buffer (bytes, bytearray, memoryview, numpy array): a
+// strided view is refused rather than read past its end.
+class ContiguousBuffer {
+ public:
+  ContiguousBuffer(py::handle obj, const std::string& what) {
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+      PyErr_Clear();
+      CS_THROW(kInvalidArgument, what,
+               ": expected a contiguous buffer (bytes, bytearray, a C-contiguous array), got ",
+               py::str(obj.get_type().attr("__name__")).cast<std::string>());
+    }
+  }
+  ~ContiguousBuffer() { PyBuffer_Release(&view_); }
+  ContiguousBuffer(const ContiguousBuffer&) = delete;
+  ContiguousBuffer& operator=(const ContiguousBuffer&) = delete;
+  std::span<const uint8_t> bytes() const {
+    return {static_cast<const uint8_t*>(view_.buf), static_cast<size_t>(view_.len)};
+  }
+  std::string format() const { return view_.format ? view_.format : "B"; }
+  Py_ssize_t itemsize() const { return view_.itemsize; }
+
+ private:
+  Py_buffer view_{};
+};
+
+py::tuple as_tuple(py::handle h, size_t n, const char* what) {
+  CS_CHECK_ARG(py::isinstance<py::tuple>(h) && py::len(h) == n, "internal: ", what,
+               " is not a tuple of ", n);
+  return py::reinterpret_borrow<py::tuple>(h);
+}
+
 // One image item from the Python layer: (kind, payload, name) with kind "path" (str),
 // "bytes" (a buffer of encoded bytes), "pixels" ((mode, width, height, data buffer, palette
 // buffer or None)) or "tensor" (a C-contiguous float32 buffer of 3 x S x S).
 ImageInput image_item(const py::handle& item, size_t index) {
-  const auto t = py::reinterpret_borrow<py::tuple>(item);
-  CS_CHECK_ARG(t.size() == 3, "internal: image item ", index, " is not (kind, payload, name)");
-  const std::string kind = t[0].cast<std::string>();
+  const py::tuple t = as_tuple(item, 3, "an image item");
+  const std::string kind = utf8(t[0], "kind");
   std::string name = t[2].is_none() ? "images[" + std::to_string(index) + "]" : utf8(t[2], "name");
   if (kind == "path") {
     auto blob = pack_path(utf8(t[1], name));
     return ImageInput::encoded(std::move(blob), std::move(name));
   }
   if (kind == "bytes") {
-    const py::buffer_info b = py::reinterpret_borrow<py::buffer>(t[1]).request();
-    const auto* p = static_cast<const uint8_t*>(b.ptr);
-    return ImageInput::encoded(std::vector<uint8_t>(p, p + b.size * b.itemsize), std::move(name));
+    const ContiguousBuffer b(t[1], name);
+    return ImageInput::encoded(std::vector<uint8_t>(b.bytes().begin(), b.bytes().end()),
+                               std::move(name));
   }
   if (kind == "pixels") {
-    const auto px = py::reinterpret_borrow<py::tuple>(t[1]);
+    const py::tuple px = as_tuple(t[1], 5, "a pixels payload");
     RawPixels raw;
-    raw.mode = px[0].cast<std::string>();
+    raw.mode = utf8(px[0], name + " mode");
     raw.width = px[1].cast<int>();
     raw.height = px[2].cast<int>();
-    const py::buffer_info d = py::reinterpret_borrow<py::buffer>(px[3]).request();
-    raw.data = {static_cast<const uint8_t*>(d.ptr), static_cast<size_t>(d.size * d.itemsize)};
-    py::buffer_info pal;
+    const ContiguousBuffer data(px[3], name);
+    raw.data = data.bytes();
+    std::optional<ContiguousBuffer> pal;
     if (!px[4].is_none()) {
-      pal = py::reinterpret_borrow<py::buffer>(px[4]).request();
-      raw.palette = {static_cast<const uint8_t*>(pal.ptr), static_cast<size_t>(pal.size)};
+      pal.emplace(px[4], name + " palette");
+      raw.palette = pal->bytes();
     }
     auto blob = pack_pixels(raw, name);
     return ImageInput::encoded(std::move(blob), std::move(name));
   }
   CS_CHECK_ARG(kind == "tensor", "internal: unknown image item kind '", kind, "'");
-  const py::buffer_info b = py::reinterpret_borrow<py::buffer>(t[1]).request();
-  CS_CHECK_ARG(b.format == py::format_descriptor<float>::format() && b.itemsize == 4, name,
+  const ContiguousBuffer b(t[1], name);
+  CS_CHECK_ARG(b.format() == "f" && b.itemsize() == 4, name,
                ": a preprocessed tensor must be float32");
-  const auto* p = static_cast<const float*>(b.ptr);
-  return ImageInput::preprocessed(std::vector<float>(p, p + b.size), std::move(name));
+  const auto* p = reinterpret_cast<const float*>(b.bytes().data());
+  return ImageInput::preprocessed(std::vector<float>(p, p + b.bytes().size() / 4), std::move(name));
 }
 
 std::vector<ImageInput> image_items(const py::sequence& items) {

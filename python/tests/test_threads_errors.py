@@ -248,3 +248,19 @@ def test_errors_return_gives_good_rows_and_names_bad_ones(model):
     assert ok.errors == {} and not np.isnan(ok).any()
     with pytest.raises(clipserve.InvalidInput, match="errors"):
         model.encode_image(good, errors="ignore")
+
+
+def test_native_module_refuses_malformed_items(model):
+    """The extension checks what it is given even when called directly: errors, no crash."""
+    e = model._engine
+    jpeg = np.frombuffer(PHOTO.read_bytes(), np.uint8)
+    strided = memoryview(np.repeat(jpeg, 2))[::2]
+    assert model.encode_image(strided).shape == (1, 32)  # the package copies a strided view
+    bad = [[5], [("bytes", strided, None)], [("pixels", (1, 2), None)],
+           [("pixels", ("RGB", 10, 10, b"x" * 299, None), None)],
+           [("pixels", ("P", 10, 10, b"x" * 100, b"x" * 800), None)],
+           [("pixels", ("RGBZ", 10, 10, b"x" * 300, None), None)],
+           [("tensor", b"abcd", None)], [("nope", 1, None)], [("path", 5, None)]]
+    for items in bad:
+        with pytest.raises(clipserve.ClipserveError):
+            e.embed_images(items, True)
