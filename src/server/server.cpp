@@ -12,6 +12,7 @@
 #include "core/check.h"
 #include "engine/metrics.h"
 #include "server/codec.h"
+#include "server/routes_web.h"
 
 namespace clipserve::server {
 
@@ -310,7 +311,7 @@ void Server::install_routes() {
 
   http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_ctx = RequestContext{Clock::now(), 0};
-    if (!opt_.api_key.empty() && req.path.rfind("/health/", 0) != 0) {
+    if (!opt_.api_key.empty() && req.path.rfind("/health/", 0) != 0 && !is_web_path(req.path)) {
       const std::string want = "Bearer " + opt_.api_key;
       if (req.get_header_value("Authorization") != want) {
         res.set_header("WWW-Authenticate", "Bearer");
@@ -374,6 +375,7 @@ void Server::install_routes() {
     if (!engine_.ready()) CS_THROW(kUnavailable, "the model is warming up; retry shortly");
   };
 
+  install_web_routes(*http_);
   http_->Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"live\"}", "application/json");
   });
