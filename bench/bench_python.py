@@ -12,7 +12,6 @@ resize/crop, ToTensor/Normalize) + torch.stack + the ViT image tower of bench/to
 usage: /usr/bin/python3 bench/bench_python.py [--build build] [--rounds 5] [--threads 0]
 """
 import argparse
-import io
 import json
 import os
 import statistics

@@ -198,7 +198,16 @@ def test_tokenizer_goldens():
 
 
 def test_model_tokenize_and_cli(model):
-    r = run_cli("tokenize", check=True) if False else None  # noqa: F841 (CLI reads stdin)
+    import subprocess
+    from conftest import CLI
+    texts = ["a photo of a dog.", "hello", "z" * 300]
+    got = model.tokenize(texts)
+    cli = subprocess.run([CLI, "tokenize"], input="".join(json.dumps({"text": t}) + "\n"
+                                                          for t in texts),
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    for i, line in enumerate(cli):
+        ids = json.loads(line)["ids"]
+        assert got[i, :len(ids)].tolist() == ids and not got[i, len(ids):].any()
     got = model.tokenize(["a photo of a dog.", "hello"])
     assert got[0, :8].tolist() == [49406, 320, 1125, 539, 320, 1929, 269, 49407]
     assert got.shape == (2, 77)
