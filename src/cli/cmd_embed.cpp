@@ -167,13 +167,14 @@ const bool registered = register_command({
     "embed",
     "embed images, preprocessed tensors and texts into an .npy file",
     "usage: clipserve embed --model DIR --out OUT.npy [--raw] [--device cpu|cuda]\n"
-    "                       [--precision fp32|bf16|fp16] [--backend cpu|reference]\n"
+    "                       [--precision fp32|bf16|int8|fp16] [--backend cpu|reference]\n"
     "                       [--threads N] INPUT...\n\n"
     "INPUT is an image file, a .npy preprocessed image tensor (3, S, S) float32, text:STRING,\n"
     "or @FILE.jsonl with one {\"text\": ...} object per line. OUT is a float32 (N, embed_dim)\n"
     "array, one row per input in order, L2-normalized unless --raw.\n"
     "  --model DIR      open_clip model directory (open_clip_config.json + safetensors)\n"
-    "  --precision P    fp32 (default) or bf16 (cpu with AVX512-BF16; else falls back to fp32)\n"
+    "  --precision P    fp32 (default), bf16 (cpu with AVX512-BF16; else falls back to fp32) or\n"
+    "                   int8 (cpu: int8 matmuls in the transformer blocks, docs/backends.md)\n"
     "  --backend B      cpu (oneDNN, default) or reference (plain loops, slow)\n"
     "  --threads N      compute threads (default: all cores)\n",
     run,

@@ -34,7 +34,7 @@ const char* kUsage =
     "  --api-key KEY          require 'Authorization: Bearer KEY' (except /health/*); the\n"
     "                         environment variable CLIPSERVE_API_KEY works too\n"
     "  --backend B            cpu (oneDNN, default) or reference\n"
-    "  --precision P          fp32 (default) or bf16\n"
+    "  --precision P          fp32 (default), bf16 or int8\n"
     "  --threads N            encoder threads (default: all cores)\n"
     "  --preprocess-threads N image decoding threads (default: all cores)\n"
     "  --max-batch N          largest batch per tower (default 16)\n"
