@@ -10,7 +10,7 @@ BUILD=${1:-build}
 ARCH=${2:-ViT-B-32}
 shift $(( $# < 2 ? $# : 2 ))
 CLI="$BUILD/clipserve"
-F=../shared/fixtures/images
+F=$(cd ../shared/fixtures/images && pwd)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 "$CLI" synth-model --arch "$ARCH" --seed 0 --out "$T/m" >/dev/null

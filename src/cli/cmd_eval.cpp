@@ -246,7 +246,9 @@ int run_zeroshot(int argc, char** argv) {
     std::vector<bool> ok;
     int fails = 0;
     std::vector<float> img = embed_files(*engine, ds.files, ok, s.label(), c.progress, &fails);
-    const double ips = ds.files.size() / std::max(seconds_since(t0), 1e-9);
+    const double ips = (ds.files.size() - fails) / std::max(seconds_since(t0), 1e-9);
+    CS_CHECK_ARG(fails < static_cast<int>(ds.files.size()), "no image of ", c.dataset,
+                 " could be read (", s.label(), ")");
     if (si == 0) failures = fails;
     std::vector<float> kept;
     std::vector<int> labels, index;
@@ -330,7 +332,9 @@ int run_retrieval(int argc, char** argv) {
     std::vector<bool> ok;
     int fails = 0;
     std::vector<float> img = embed_files(*engine, ds.images, ok, s.label(), c.progress, &fails);
-    const double ips = ds.images.size() / std::max(seconds_since(t0), 1e-9);
+    const double ips = (ds.images.size() - fails) / std::max(seconds_since(t0), 1e-9);
+    CS_CHECK_ARG(fails < static_cast<int>(ds.images.size()), "no image of ", c.dataset,
+                 " could be read (", s.label(), ")");
     if (si == 0) failures = fails;
     // Failed images are left out together with their captions.
     std::vector<float> kept;
