@@ -20,10 +20,12 @@ PKGS=(
 )
 # `setup.sh --bench` adds the peers of the benchmarks (bench/peer_torch.sh): PyTorch with
 # OpenBLAS (with Debian's reference BLAS instead, PyTorch is ~15x slower).
+# bench/peer_ort.sh (int8 vs ONNX Runtime): ONNX export and ORT's int8 rewrite.
+BENCH_ORT=(python3-onnx)
 LIST=0
 for a in "$@"; do
   case "$a" in
-  --bench) PKGS+=(python3-torch libopenblas0-pthread) ;;
+  --bench) PKGS+=(python3-torch libopenblas0-pthread "${BENCH_ORT[@]}") ;;
   --list) LIST=1 ;;
   *) echo "setup.sh: unknown option $a (use --bench, --list)" >&2; exit 2 ;;
   esac

@@ -23,7 +23,7 @@ namespace clipserve {
 
 struct EncoderOptions {
   std::string backend = "cpu";     ///< "cpu" (oneDNN) or "reference" (plain, slow, exact)
-  std::string precision = "fp32";  ///< "fp32"; "bf16" on the cpu backend
+  std::string precision = "fp32";  ///< "fp32"; "bf16" or "int8" on the cpu backend
   int threads = 0;                 ///< 0 = all cores
 };
 

@@ -215,7 +215,7 @@ const bool registered = register_command({
     "bench",
     "time image/text encoding against the GEMM floor",
     "usage: clipserve bench (--model DIR | --arch NAME) [--tower image,text] [--batch 1,16]\n"
-    "                       [--precision fp32,bf16] [--threads N,...] [--backend cpu|reference]\n"
+    "                       [--precision fp32,bf16,int8] [--threads N,...] [--backend cpu|reference]\n"
     "                       [--tokens N | --text STRING] [--iters N] [--warmup N] [--json]\n\n"
     "Times encode after warm-up for every combination and reports median/min/max per call,\n"
     "items/s, and the GEMM floor: the same matmul primitives run alone (interleaved with the\n"

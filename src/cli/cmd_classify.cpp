@@ -46,7 +46,7 @@ const char* kUsage =
     "  --files-from F       read image paths from F (one per line; - for stdin); repeatable\n"
     "  --batch N            largest encoder batch (default 16)\n"
     "  --backend B          cpu (default) or reference\n"
-    "  --precision P        fp32 (default) or bf16\n"
+    "  --precision P        fp32 (default), bf16 or int8\n"
     "  --threads N          encoder threads (default: all cores)\n"
     "  --no-progress        no progress bar\n";
 

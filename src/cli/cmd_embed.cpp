@@ -267,7 +267,7 @@ const bool registered = register_command({
     "embed",
     "embed images, preprocessed tensors and texts into an .npy file",
     "usage: clipserve embed --model DIR --out OUT [--format npy|jsonl|csv] [--raw]\n"
-    "                       [--device cpu|cuda] [--precision fp32|bf16|fp16]\n"
+    "                       [--device cpu|cuda] [--precision fp32|bf16|int8|fp16]\n"
     "                       [--backend cpu|reference] [--threads N] [--resume]\n"
     "                       [--files-from FILE|-] [--no-progress] INPUT...\n\n"
     "INPUT is an image file, a directory (its image files, recursively, sorted by path), a .npy\n"
@@ -283,7 +283,9 @@ const bool registered = register_command({
     "  --resume           keep the rows already in OUT and skip their inputs\n"
     "  --files-from F     read input paths from F (one per line; - for stdin); repeatable\n"
     "  --model DIR        model directory or hub name\n"
-    "  --precision P      fp32 (default) or bf16 (cpu with AVX512-BF16; else falls back to fp32)\n"
+    "  --precision P      fp32 (default), bf16 (cpu with AVX512-BF16; else falls back to\n"
+    "                     fp32) or int8 (cpu: int8 matmuls in the transformer blocks,\n"
+    "                     docs/backends.md)\n"
     "  --backend B        cpu (oneDNN, default) or reference (plain loops, slow)\n"
     "  --threads N        compute threads (default: all cores)\n"
     "  --no-progress      no progress line (it is shown only on a terminal)\n",

@@ -46,7 +46,7 @@ const char* kUsage =
     "  --cors-origin ORIGIN   allow cross-origin requests from ORIGIN (scheme://host:port,\n"
     "                         repeatable, '*' = any); other Origins get 403\n"
     "  --backend B            cpu (oneDNN, default) or reference\n"
-    "  --precision P          fp32 (default) or bf16\n"
+    "  --precision P          fp32 (default), bf16 or int8\n"
     "  --threads N            encoder threads (default: all cores)\n"
     "  --preprocess-threads N image decoding threads (default: all cores)\n"
     "  --max-batch N          largest batch per tower (default 16)\n"

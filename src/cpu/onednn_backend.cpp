@@ -16,6 +16,7 @@
 
 #include "core/check.h"
 #include "cpu/attention.h"
+#include "cpu/int8.h"
 #include "cpu/kernels.h"
 #include "nn/backend.h"
 #include "nn/clip_weights.h"
@@ -50,8 +51,10 @@ class CpuBackend final : public nn::Backend {
   CpuBackend(const ModelConfig& cfg, std::shared_ptr<const WeightMap> weights,
              const nn::BackendOptions& opt)
       : cfg_(cfg), eng_(dnnl::engine::kind::cpu, 0), strm_(eng_), attention_(eng_, strm_) {
-    CS_CHECK_ARG(opt.precision == "fp32" || opt.precision == "bf16",
-                 "cpu backend: unknown precision '", opt.precision, "' (expected fp32 or bf16)");
+    CS_CHECK_ARG(opt.precision == "fp32" || opt.precision == "bf16" || opt.precision == "int8",
+                 "cpu backend: unknown precision '", opt.precision,
+                 "' (expected fp32, bf16 or int8)");
+    int8_ = opt.precision == "int8";  // blocks in int8 (cpu/int8.h), the rest fp32
     CS_CHECK_ARG(opt.threads >= 0, "cpu backend: negative thread count ", opt.threads);
     threads_ = opt.threads;
     apply_threads();
@@ -74,7 +77,12 @@ class CpuBackend final : public nn::Backend {
     vis_ = v;  // keeps pointers for the small fp32 tensors, replaced below
     const int vw = v.shape.width, pp = 3 * v.patch * v.patch;
     patch_ = make_linear(v.conv1_w, nullptr, pp, vw, PostOp::kNone, v.tokens());
-    vis_blocks_ = make_blocks(v.blocks, v.shape, v.tokens());
+    if (int8_) {
+      vis_int8_ =
+          std::make_unique<Int8Blocks>(eng_, strm_, v.blocks, v.shape, quick_gelu_, v.tokens());
+    } else {
+      vis_blocks_ = make_blocks(v.blocks, v.shape, v.tokens());
+    }
     vis_small_ = copy_small({{v.class_emb, vw},
                              {v.pos_emb, static_cast<long>(v.tokens()) * vw},
                              {v.ln_pre_w, vw},
@@ -86,7 +94,12 @@ class CpuBackend final : public nn::Backend {
     const nn::TextWeights& t = w.text;
     txt_ = t;
     const int tw = t.shape.width;
-    txt_blocks_ = make_blocks(t.blocks, t.shape, t.context);
+    if (int8_) {
+      txt_int8_ =
+          std::make_unique<Int8Blocks>(eng_, strm_, t.blocks, t.shape, quick_gelu_, t.context);
+    } else {
+      txt_blocks_ = make_blocks(t.blocks, t.shape, t.context);
+    }
     txt_small_ = copy_small({{t.token_emb, static_cast<long>(t.vocab) * tw},
                              {t.pos_emb, static_cast<long>(t.context) * tw},
                              {t.ln_final_w, tw},
@@ -126,7 +139,7 @@ class CpuBackend final : public nn::Backend {
 
   const ModelConfig& config() const override { return cfg_; }
   std::string name() const override { return "cpu"; }
-  std::string precision() const override { return bf16_ ? "bf16" : "fp32"; }
+  std::string precision() const override { return int8_ ? "int8" : bf16_ ? "bf16" : "fp32"; }
 
  private:
   // The OpenMP thread count is a per-thread setting: apply it on the calling thread (the
@@ -308,6 +321,10 @@ class CpuBackend final : public nn::Backend {
 
   void run_blocks(const std::vector<Block>& blocks, const nn::TowerShape& s, int m,
                   const std::vector<SeqSpan>& seqs, bool causal, bool gemm_only) {
+    if (int8_) {  // the text tower is the causal one
+      (causal ? txt_int8_ : vis_int8_)->run(x_.data(), m, seqs, causal, gemm_only);
+      return;
+    }
     const Kernels& k = kernels();
     float* x = x_.data();
     void* h = h_.data();
@@ -467,6 +484,8 @@ class CpuBackend final : public nn::Backend {
   dnnl::stream strm_;
   Attention attention_;
   bool bf16_ = false;
+  bool int8_ = false;
+  std::unique_ptr<Int8Blocks> vis_int8_, txt_int8_;
   int threads_ = 0;
   dt act_dt_ = dt::f32;
   long act_size_ = 4;

@@ -13,8 +13,11 @@
 namespace clipserve::nn {
 
 struct BackendOptions {
-  std::string precision = "fp32";  ///< "fp32" or "bf16" (cpu backend only)
-  int threads = 0;                 ///< 0 = all cores
+  std::string precision = "fp32";  ///< "fp32", "bf16" (cpu backend) or "int8"
+  /// int8 on the reference backend only: activation scales per token (as the cpu backend) or,
+  /// when false, one per tensor (per sequence there), for accuracy comparisons.
+  bool int8_per_token = true;
+  int threads = 0;  ///< 0 = all cores
   /// bf16 requested on a CPU without AVX512-BF16 runs fp32; set to false to throw instead.
   bool allow_precision_fallback = true;
 };

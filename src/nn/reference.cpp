@@ -3,11 +3,13 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 #include "core/check.h"
 #include "nn/backend.h"
 #include "nn/clip_weights.h"
+#include "nn/ref_int8.h"
 #include "nn/ref_kernels.h"
 
 namespace clipserve::nn {
@@ -16,11 +18,16 @@ namespace {
 
 class ReferenceBackend final : public Backend {
  public:
-  ReferenceBackend(const ModelConfig& cfg, std::shared_ptr<const WeightMap> weights, int threads)
+  ReferenceBackend(const ModelConfig& cfg, std::shared_ptr<const WeightMap> weights,
+                   const BackendOptions& opt)
       : cfg_(cfg),
         weights_(std::move(weights)),
         w_(bind_clip_weights(cfg_, *weights_)),
-        threads_(threads) {}
+        threads_(opt.threads),
+        int8_(opt.precision == "int8"),
+        per_token_(opt.int8_per_token) {
+    if (int8_) quantize_blocks();
+  }
 
   void encode_images(const float* pixels, int n, float* out) override {
     CS_CHECK_ARG(n >= 0, "encode_images: negative batch size ", n);
@@ -80,7 +87,7 @@ class ReferenceBackend final : public Backend {
 
   const ModelConfig& config() const override { return cfg_; }
   std::string name() const override { return "reference"; }
-  std::string precision() const override { return "fp32"; }
+  std::string precision() const override { return int8_ ? "int8" : "fp32"; }
 
  private:
   void run_blocks(const std::vector<BlockWeights>& blocks, const TowerShape& s, float* x,
@@ -89,15 +96,32 @@ class ReferenceBackend final : public Backend {
     std::vector<float> h(n), qkv(3 * n), att(n), mlp(static_cast<long>(tokens) * s.hidden);
     for (const BlockWeights& b : blocks) {
       ref::layer_norm(x, tokens, s.width, b.ln1_w, b.ln1_b, h.data());
-      ref::linear(h.data(), tokens, s.width, b.in_proj_w, b.in_proj_b, 3 * s.width, qkv.data());
+      linear(h.data(), tokens, s.width, b.in_proj_w, b.in_proj_b, 3 * s.width, qkv.data());
       ref::attention(qkv.data(), tokens, s.width, s.heads, causal, att.data());
-      ref::linear(att.data(), tokens, s.width, b.out_proj_w, b.out_proj_b, s.width, h.data());
+      linear(att.data(), tokens, s.width, b.out_proj_w, b.out_proj_b, s.width, h.data());
       for (long i = 0; i < n; ++i) x[i] += h[i];
       ref::layer_norm(x, tokens, s.width, b.ln2_w, b.ln2_b, h.data());
-      ref::linear(h.data(), tokens, s.width, b.fc_w, b.fc_b, s.hidden, mlp.data());
+      linear(h.data(), tokens, s.width, b.fc_w, b.fc_b, s.hidden, mlp.data());
       ref::gelu(mlp.data(), static_cast<long>(tokens) * s.hidden, w_.quick_gelu);
-      ref::linear(mlp.data(), tokens, s.hidden, b.proj_w, b.proj_b, s.width, h.data());
+      linear(mlp.data(), tokens, s.hidden, b.proj_w, b.proj_b, s.width, h.data());
       for (long i = 0; i < n; ++i) x[i] += h[i];
+    }
+  }
+
+  // The blocks' linear layers: fp32, or int8 with the weights quantized at load (ref_int8.h).
+  void linear(const float* x, int rows, int in, const float* w, const float* b, int out, float* y) {
+    if (!int8_) return ref::linear(x, rows, in, w, b, out, y);
+    ref::linear_int8(x, rows, qweights_.at(w), b, per_token_, y);
+  }
+  void quantize_blocks() {
+    for (const auto* tower : {&w_.vision.blocks, &w_.text.blocks}) {
+      const TowerShape& s = tower == &w_.vision.blocks ? w_.vision.shape : w_.text.shape;
+      for (const BlockWeights& b : *tower) {
+        qweights_[b.in_proj_w] = ref::quantize_weights(b.in_proj_w, 3 * s.width, s.width);
+        qweights_[b.out_proj_w] = ref::quantize_weights(b.out_proj_w, s.width, s.width);
+        qweights_[b.fc_w] = ref::quantize_weights(b.fc_w, s.hidden, s.width);
+        qweights_[b.proj_w] = ref::quantize_weights(b.proj_w, s.width, s.hidden);
+      }
     }
   }
 
@@ -115,6 +139,8 @@ class ReferenceBackend final : public Backend {
   std::shared_ptr<const WeightMap> weights_;  // keeps the views in w_ alive
   ClipWeights w_;
   int threads_ = 0;
+  bool int8_ = false, per_token_ = true;
+  std::map<const float*, ref::QuantWeights> qweights_;
 };
 
 }  // namespace
@@ -122,11 +148,11 @@ class ReferenceBackend final : public Backend {
 std::unique_ptr<Backend> make_reference_backend(const ModelConfig& cfg,
                                                 std::shared_ptr<const WeightMap> weights,
                                                 const BackendOptions& opt) {
-  CS_CHECK_ARG(opt.precision == "fp32", "the reference backend computes in fp32 only, not '",
-               opt.precision, "'");
+  CS_CHECK_ARG(opt.precision == "fp32" || opt.precision == "int8",
+               "the reference backend computes in fp32 or int8, not '", opt.precision, "'");
   CS_CHECK_ARG(weights != nullptr, "make_reference_backend: no weights");
   CS_CHECK_ARG(opt.threads >= 0, "reference backend: negative thread count ", opt.threads);
-  return std::make_unique<ReferenceBackend>(cfg, std::move(weights), opt.threads);
+  return std::make_unique<ReferenceBackend>(cfg, std::move(weights), opt);
 }
 
 }  // namespace clipserve::nn

@@ -1,0 +1,73 @@
+// Reference int8 quantization and linear layer: scalar loops, exact integer accumulation.
+#include "nn/ref_int8.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace clipserve::nn::ref {
+
+float quantize_group(const float* x, long n, int8_t* q) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (long i = 0; i < n; ++i) {
+    amax = std::max(amax, std::fabs(x[i]));
+    finite = finite && std::isfinite(x[i]);
+  }
+  if (!finite || !(amax > 0.0f)) {
+    // All zeros, or a non-finite input: scale NaN so the layer's output shows it.
+    std::fill(q, q + n, int8_t{0});
+    return finite ? 0.0f : NAN;
+  }
+  const float inv = 127.0f / amax;
+  for (long i = 0; i < n; ++i) {
+    const float v = std::nearbyint(x[i] * inv);
+    q[i] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+  }
+  return amax / 127.0f;
+}
+
+QuantWeights quantize_weights(const float* w, int out, int in) {
+  QuantWeights qw;
+  qw.in = in;
+  qw.out = out;
+  qw.q.resize(static_cast<size_t>(out) * in);
+  qw.scale.resize(out);
+  for (int o = 0; o < out; ++o) {
+    const long off = static_cast<long>(o) * in;
+    qw.scale[o] = quantize_group(w + off, in, qw.q.data() + off);
+  }
+  return qw;
+}
+
+void quantize_activations(const float* x, int rows, int in, bool per_row, int8_t* q, float* scale) {
+  if (per_row) {
+    for (int r = 0; r < rows; ++r) {
+      const long off = static_cast<long>(r) * in;
+      scale[r] = quantize_group(x + off, in, q + off);
+    }
+    return;
+  }
+  const float s = quantize_group(x, static_cast<long>(rows) * in, q);
+  std::fill(scale, scale + rows, s);
+}
+
+void linear_int8(const float* x, int rows, const QuantWeights& w, const float* b, bool per_row,
+                 float* y) {
+  const int in = w.in, out = w.out;
+  std::vector<int8_t> qx(static_cast<size_t>(rows) * in);
+  std::vector<float> sx(rows);
+  quantize_activations(x, rows, in, per_row, qx.data(), sx.data());
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    for (int o = 0; o < out; ++o) {
+      const int8_t* a = qx.data() + static_cast<long>(r) * in;
+      const int8_t* c = w.q.data() + static_cast<long>(o) * in;
+      int64_t acc = 0;
+      for (int i = 0; i < in; ++i) acc += int32_t{a[i]} * int32_t{c[i]};
+      const double v = double(acc) * sx[r] * w.scale[o] + (b ? b[o] : 0.0);
+      y[static_cast<long>(r) * out + o] = static_cast<float>(v);
+    }
+  }
+}
+
+}  // namespace clipserve::nn::ref
