@@ -2,13 +2,14 @@
 # The main job in one command: install dependencies, build, make a synthetic ViT-B-32 model
 # (no pretrained weights are reachable offline; with network, pass a real name such as
 # ViT-B-32/laion2b_s34b_b79k as $1), then embed and zero-shot classify the bundled images.
+# Everything it writes lives under build/ (ignored by git) or /tmp: the tree stays clean.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${1:-models/synthetic-vit-b-32}
+MODEL=${1:-build/models/synthetic-vit-b-32}
 bash scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
-if [ "$MODEL" = models/synthetic-vit-b-32 ] && [ ! -f "$MODEL/open_clip_model.safetensors" ]; then
+if [ "$MODEL" = build/models/synthetic-vit-b-32 ] && [ ! -f "$MODEL/open_clip_model.safetensors" ]; then
   ./build/clipserve synth-model --arch ViT-B-32 --seed 0 --out "$MODEL"
 fi
 IMAGES=(tests/data/image/rgb_420.jpg tests/data/image/rgba.png tests/data/image/gray.jpg)

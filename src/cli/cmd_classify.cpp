@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/inputs.h"
 #include "clipserve/engine.h"
 #include "core/check.h"
 #include "core/file.h"
@@ -20,22 +21,29 @@ namespace {
 
 const char* kUsage =
     "usage: clipserve classify --model DIR (--labels a,b,c | --labels-file F)\n"
-    "                          [--template T]... [--templates imagenet|simple] IMAGE...\n"
+    "                          [--template T]... [--templates imagenet|simple]\n"
+    "                          [--format jsonl|csv] [--top K] [--files-from FILE|-] IMAGE|DIR...\n"
     "\n"
     "Zero-shot classification as open_clip does it: each label's prompt features (one per\n"
     "template, default \"a photo of a {}.\") are averaged; probabilities are the softmax of\n"
     "logit_scale x cosine. Prints one JSON line per image, in input order:\n"
     "  {\"file\": ..., \"labels\": [{\"label\", \"prob\", \"cosine\"}...], \"timings\": {...}}\n"
-    "labels sorted by probability. A file that fails gives {\"file\", \"error\"}; the others\n"
-    "are still classified and the exit status is 1. A progress bar goes to stderr on a terminal.\n"
+    "labels sorted by probability. A file that fails gives {\"file\", \"error\"} (and a line\n"
+    "on stderr); the others are still classified, a summary of the failures ends the job and\n"
+    "the exit status is 1. A directory means its image files (recursive, sorted by path).\n"
+    "A progress line with rate and ETA goes to stderr on a terminal.\n"
+    "--format csv prints a header \"file,rank,label,prob,cosine,error\" and one row per\n"
+    "(file, label) kept (one row with the error for a file that failed).\n"
     "\n"
     "options:\n"
     "  --model DIR          model directory\n"
-    "  --labels a,b,c       comma-separated labels (repeatable: the lists accumulate)\n"
+    "  --labels a,b,c       comma-separated labels (repeatable: the lists add up)\n"
     "  --labels-file F      one label per line (empty lines skipped)\n"
     "  --template T         prompt template containing {} (repeatable)\n"
     "  --templates SET      imagenet (open_clip's 80 ImageNet prompts) or simple\n"
-    "  --top-k K            keep the K most probable labels (default: all)\n"
+    "  --top K, --top-k K   keep the K most probable labels (default: all)\n"
+    "  --format F           jsonl (default) or csv\n"
+    "  --files-from F       read image paths from F (one per line; - for stdin); repeatable\n"
     "  --batch N            largest encoder batch (default 16)\n"
     "  --backend B          cpu (default) or reference\n"
     "  --precision P        fp32 (default) or bf16\n"
@@ -69,15 +77,6 @@ std::vector<std::string> read_labels_file(const std::string& path) {
   return out;
 }
 
-void progress(size_t done, size_t total, double seconds) {
-  const int width = 30;
-  const int fill = total ? static_cast<int>(width * done / total) : width;
-  std::fprintf(stderr, "\r[%s%s] %zu/%zu images, %.1f img/s ", std::string(fill, '=').c_str(),
-               std::string(width - fill, ' ').c_str(), done, total,
-               seconds > 0 ? done / seconds : 0.0);
-  if (done == total) std::fprintf(stderr, "\n");
-}
-
 int run_classify(int argc, char** argv) {
   Args args;
   args.option("model")
@@ -86,6 +85,9 @@ int run_classify(int argc, char** argv) {
       .option("template")
       .option("templates")
       .option("top-k")
+      .option("top")
+      .option("format")
+      .option("files-from")
       .option("batch")
       .option("backend")
       .option("precision")
@@ -96,10 +98,12 @@ int run_classify(int argc, char** argv) {
   CS_CHECK_ARG(model.has_value(), "--model DIR is required");
   CS_CHECK_ARG(args.has("labels") != args.has("labels-file"),
                "give exactly one of --labels a,b,c or --labels-file F");
-  const auto& files = args.positional();
-  CS_CHECK_ARG(!files.empty(), "no images given");
-  // Repeated --labels accumulate (a label with a comma: --labels 'a, b' is two labels, so
-  // give such labels in a --labels-file).
+  CS_CHECK_ARG(!args.positional().empty() || args.has("files-from"), "no images given");
+  const std::vector<InputEntry> files = expand_inputs(args.positional(), args.values("files-from"));
+  CS_CHECK_ARG(!files.empty(), "no images given (no image files found)");
+  const std::string format = args.get_or("format", "jsonl");
+  CS_CHECK_ARG(format == "jsonl" || format == "csv", "--format must be jsonl or csv, got '", format,
+               "'");
   std::vector<std::string> labels;
   if (args.has("labels")) {
     for (const auto& v : args.values("labels")) {
@@ -125,7 +129,8 @@ int run_classify(int argc, char** argv) {
   CS_CHECK_ARG(eo.max_batch >= 1, "--batch must be >= 1");
   eo.max_queue = std::max(256, 4 * eo.max_batch);
   eo.warmup = false;  // one pass over the files: warm-up would only add time
-  const int top_k = args.get_int("top-k", 0);
+  CS_CHECK_ARG(!(args.has("top") && args.has("top-k")), "give --top or --top-k, not both");
+  const int top_k = args.has("top") ? args.get_int("top", 0) : args.get_int("top-k", 0);
   CS_CHECK_ARG(top_k >= 0, "--top-k must be >= 0");
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -138,11 +143,9 @@ int run_classify(int argc, char** argv) {
   q.label_set = "cli";
   q.top_k = top_k;
 
-  const bool show_progress = isatty(STDERR_FILENO) && !args.has("no-progress");
-  const auto start = std::chrono::steady_clock::now();
-  auto seconds = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
+  Progress progress(files.size(), "images", progress_wanted(args.has("no-progress")));
+  Failures failures("classify");
+  if (format == "csv") std::printf("file,rank,label,prob,cosine,error\n");
   // One request per file keeps a bad file from failing its neighbours; the engine batches them.
   // At most `window` files are read and in flight at once; results print in input order.
   const size_t window = static_cast<size_t>(std::max(2 * eo.max_batch, 32));
@@ -153,7 +156,6 @@ int run_classify(int argc, char** argv) {
   };
   std::deque<Pending> pending;
   size_t next = 0, done = 0;
-  int failures = 0;
   auto emit = [&](Pending& p) {
     nlohmann::json line;
     line["file"] = p.file;
@@ -179,20 +181,37 @@ int run_classify(int argc, char** argv) {
     }
     if (!p.error.empty()) {
       line.erase("labels");
+      line.erase("timings");
       line["error"] = p.error;
-      ++failures;
-      std::fprintf(stderr, "%sclipserve classify: %s: %s\n", show_progress ? "\n" : "",
-                   p.file.c_str(), p.error.c_str());
+      failures.add(p.file, p.error, &progress);
     }
-    std::printf("%s\n",
-                line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    if (format == "csv") {
+      if (!p.error.empty()) {
+        std::printf("%s,,,,,%s\n", csv_field(p.file).c_str(), csv_field(p.error).c_str());
+      } else {
+        int rank = 1;
+        for (const auto& l : line["labels"]) {
+          std::printf("%s,%d,%s,%.9g,%.9g,\n", csv_field(p.file).c_str(), rank++,
+                      csv_field(l["label"].get<std::string>()).c_str(), l["prob"].get<double>(),
+                      l["cosine"].get<double>());
+        }
+      }
+    } else {
+      std::printf("%s\n",
+                  line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    }
     ++done;
-    if (show_progress) progress(done, files.size(), seconds());
+    progress.update(done, failures.count());
   };
   while (done < files.size()) {
     while (next < files.size() && pending.size() < window) {
       Pending p;
-      p.file = files[next++];
+      p.file = files[next].value;
+      p.error = files[next++].error;
+      if (!p.error.empty()) {
+        pending.push_back(std::move(p));
+        continue;
+      }
       try {
         auto bytes = read_file_bytes(p.file);
         p.result = engine->submit_classify({ImageInput::encoded(std::move(bytes), p.file)}, q);
@@ -205,14 +224,16 @@ int run_classify(int argc, char** argv) {
     pending.pop_front();
   }
   std::fflush(stdout);
-  const double total_s = seconds();
+  progress.finish();
+  const double total_s = progress.seconds();
   std::fprintf(stderr,
                "clipserve classify: %zu images in %.2f s (%.1f img/s); model load %.2f s, "
-               "%zu label prompts %.1f ms; %d failed\n",
+               "%zu label prompts %.1f ms; %zu failed\n",
                files.size(), total_s, files.size() / std::max(total_s, 1e-9),
                std::chrono::duration<double>(t_text - t0).count(),
-               labels.size() * std::max<size_t>(1, templates.size()), label_ms, failures);
-  return failures ? 1 : 0;
+               labels.size() * std::max<size_t>(1, templates.size()), label_ms, failures.count());
+  failures.summarize();
+  return failures.count() ? 1 : 0;
 }
 
 const bool registered = register_command(

@@ -1,6 +1,7 @@
 // .npy reader/writer (see npy.h).
 #include "core/npy.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/check.h"
@@ -139,22 +140,29 @@ NpyArray read_npy(const std::string& path) {
   return parse_npy(f.bytes(), path);
 }
 
-std::vector<uint8_t> encode_npy_f32(std::span<const float> data,
-                                    const std::vector<int64_t>& shape) {
+std::string npy_header_f32(const std::vector<int64_t>& shape, size_t total) {
   std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
   for (size_t i = 0; i < shape.size(); ++i) {
     h += std::to_string(shape[i]);
     if (shape.size() == 1 || i + 1 < shape.size()) h += ", ";
   }
   h += "), }";
-  while ((10 + h.size() + 1) % 64 != 0) h += ' ';
+  const size_t want = std::max<size_t>(total, 10 + h.size() + 1);
+  while ((10 + h.size() + 1) % 64 != 0 || 10 + h.size() + 1 < want) h += ' ';
   h += '\n';
-  std::vector<uint8_t> out(10 + h.size() + data.size() * 4);
-  std::memcpy(out.data(), "\x93NUMPY\x01\x00", 8);
-  out[8] = static_cast<uint8_t>(h.size() & 0xff);
-  out[9] = static_cast<uint8_t>(h.size() >> 8);
-  std::memcpy(out.data() + 10, h.data(), h.size());
-  if (!data.empty()) std::memcpy(out.data() + 10 + h.size(), data.data(), data.size() * 4);
+  CS_CHECK_ARG(h.size() <= 0xffff, "npy header too long");
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(h.size() & 0xff);
+  out += static_cast<char>(h.size() >> 8);
+  return out + h;
+}
+
+std::vector<uint8_t> encode_npy_f32(std::span<const float> data,
+                                    const std::vector<int64_t>& shape) {
+  const std::string h = npy_header_f32(shape);
+  std::vector<uint8_t> out(h.size() + data.size() * 4);
+  std::memcpy(out.data(), h.data(), h.size());
+  if (!data.empty()) std::memcpy(out.data() + h.size(), data.data(), data.size() * 4);
   return out;
 }
 

@@ -23,6 +23,10 @@ struct NpyArray {
 /// Parses .npy bytes; throws Error(kInvalidArgument) naming `name` on malformed input.
 NpyArray parse_npy(std::span<const uint8_t> data, const std::string& name);
 NpyArray read_npy(const std::string& path);
+/// The version-1 header of a C-order <f4 array, padded with spaces to a multiple of 64 bytes
+/// and to at least `total` bytes (a fixed-size header lets an appender rewrite the shape in
+/// place as rows are added).
+std::string npy_header_f32(const std::vector<int64_t>& shape, size_t total = 0);
 std::vector<uint8_t> encode_npy_f32(std::span<const float> data, const std::vector<int64_t>& shape);
 void write_npy_f32(const std::string& path, std::span<const float> data,
                    const std::vector<int64_t>& shape);

