@@ -267,7 +267,15 @@ void ConnectionLayer::accept_all() {
     socklen_t len = sizeof(ss);
     const int fd =
         ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN, or out of descriptors (retried on the next wake-up)
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: the listener would stay readable and spin this loop; stop
+        // watching it for a moment (sweep() resumes), pending clients wait in the backlog.
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        accept_paused_until_ = Clock::now() + std::chrono::milliseconds(100);
+      }
+      return;
+    }
     if (open_.load() >= static_cast<size_t>(std::max(1, opt_.max_connections))) {
       const std::string r = raw_response(
           503, opt_.error_body ? opt_.error_body(503, "too many open connections") : "", true);
@@ -382,6 +390,13 @@ void ConnectionLayer::close_conn(const ConnPtr& c) {
 
 void ConnectionLayer::sweep() {
   const auto now = Clock::now();
+  if (accept_paused_until_ != Clock::time_point{} && now >= accept_paused_until_) {
+    accept_paused_until_ = Clock::time_point{};
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd_;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  }
   std::vector<ConnPtr> slow, expired;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -128,6 +129,7 @@ class ConnectionLayer {
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> open_{0};
+  std::chrono::steady_clock::time_point accept_paused_until_{};  // reader thread only
 
   std::mutex mu_;  // conns_, queues, in-flight count, every Conn's state
   std::condition_variable cv_;
