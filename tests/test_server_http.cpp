@@ -250,6 +250,29 @@ TEST_F(ServerTest, HealthAnswersWhileEveryWorkerIsBusy) {
   for (auto& t : ts) t.join();
 }
 
+TEST_F(ServerTest, ClientThatDoesNotReadItsResponseHoldsNoWorker) {
+  server::ServerOptions so;
+  so.http_threads = 1;
+  so.write_timeout_s = 120;
+  start({}, so);
+  json labels = json::array();
+  for (int i = 0; i < 20000; ++i)
+    labels.push_back("label " + std::to_string(i) + std::string(200, 'x'));
+  ASSERT_EQ(
+      client().Put("/labelsets/big", json({{"labels", labels}}).dump(), "application/json")->status,
+      201);
+  RawConn stuck(port_);
+  const int small = 4096;
+  ::setsockopt(stuck.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  stuck.send("GET /labelsets/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");  // ~4 MB, never read
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto c = client();
+  c.set_read_timeout(10, 0);  // far below the write timeout: the one worker must be free
+  auto r = c.Get("/v1/models");
+  ASSERT_TRUE(r) << "the only worker is stuck sending to a client that does not read";
+  EXPECT_EQ(r->status, 200);
+}
+
 TEST_F(ServerTest, ShutdownClosesIdleAndSlowConnectionsAndKeepsInFlight) {
   start();
   RawConn idle(port_), slow(port_);

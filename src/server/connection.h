@@ -121,6 +121,8 @@ class ConnectionLayer {
   void worker_loop(bool priority);
   void serve_one(const ConnPtr& c);
   void enqueue(const ConnPtr& c);
+  void finish_write(const ConnPtr& c);                  // reader thread, EPOLLOUT
+  void resume_reading(const ConnPtr& c, int epoll_op);  // with mu_ held
 
   Router& router_;
   ConnectionOptions opt_;
