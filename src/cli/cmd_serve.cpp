@@ -51,6 +51,7 @@ const char* kUsage =
     "  --request-timeout-s S  a whole request (headers + body) must arrive within S seconds,\n"
     "                         else 408 and close (default 30)\n"
     "  --idle-timeout-s S     keep-alive connections idle this long are closed (default 5)\n"
+    "  --write-timeout-s S    a client must read its response within S seconds (default 30)\n"
     "  --shutdown-timeout-s S on SIGTERM, requests in flight may run S seconds (default 10)\n"
     "  --max-items N          texts + images per request (default 256)\n"
     "  --max-image-pixels N   decoded pixels of one image, more gets 413 (default Pillow's\n"
@@ -99,6 +100,7 @@ int run_serve(int argc, char** argv) {
       .option("max-connections")
       .option("request-timeout-s")
       .option("idle-timeout-s")
+      .option("write-timeout-s")
       .option("shutdown-timeout-s")
       .option("label-cache")
       .flag("no-warmup");
@@ -135,6 +137,7 @@ int run_serve(int argc, char** argv) {
                "--http-threads and --max-connections must be >= 1");
   so.request_timeout_s = seconds_option(args, "request-timeout-s", 30);
   so.idle_timeout_s = seconds_option(args, "idle-timeout-s", 5);
+  so.write_timeout_s = seconds_option(args, "write-timeout-s", 30);
   so.shutdown_timeout_s = seconds_option(args, "shutdown-timeout-s", 10);
   auto bound = [&](const char* name, size_t fallback) {
     const int v = args.get_int(name, static_cast<int>(fallback));
