@@ -203,6 +203,8 @@ TEST_F(ServerTest, ConnectionsBeyondTheBoundGet503) {
   RawConn c(port_);
   const std::string r = c.read_all(5);
   EXPECT_EQ(status_of(r), 503) << r;
+  a.send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  EXPECT_NE(a.read_response(5).find("\nclipserve_http_open_connections 2\n"), std::string::npos);
 }
 
 TEST_F(ServerTest, ManyKeepAliveClientsAreAllAnswered) {
