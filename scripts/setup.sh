@@ -16,6 +16,7 @@ PKGS=(
   python3 python3-numpy python3-pil wrk curl
   # The web page's browser test (tests/node): headless Chromium driven by playwright-core.
   chromium nodejs
+  python3-dev pybind11-dev python3-pybind11 python3-pytest python3-setuptools python3-venv  # Python package (python/)
 )
 # `setup.sh --bench` adds the peers of the benchmarks (bench/peer_torch.sh): PyTorch with
 # OpenBLAS (with Debian's reference BLAS instead, PyTorch is ~15x slower).

@@ -37,7 +37,7 @@ const char* kUsage =
     "\n"
     "options:\n"
     "  --model DIR          model directory\n"
-    "  --labels a,b,c       comma-separated labels (repeatable: the lists add up)\n"
+    "  --labels a,b,c       comma-separated labels (repeatable: the lists accumulate)\n"
     "  --labels-file F      one label per line (empty lines skipped)\n"
     "  --template T         prompt template containing {} (repeatable)\n"
     "  --templates SET      imagenet (open_clip's 80 ImageNet prompts) or simple\n"
@@ -104,6 +104,8 @@ int run_classify(int argc, char** argv) {
   const std::string format = args.get_or("format", "jsonl");
   CS_CHECK_ARG(format == "jsonl" || format == "csv", "--format must be jsonl or csv, got '", format,
                "'");
+  // Repeated --labels accumulate (a label with a comma: --labels 'a, b' is two labels, so
+  // give such labels in a --labels-file).
   std::vector<std::string> labels;
   if (args.has("labels")) {
     for (const auto& v : args.values("labels")) {

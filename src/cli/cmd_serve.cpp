@@ -21,14 +21,22 @@ namespace {
 const char* kUsage =
     "usage: clipserve serve --model DIR [--host 127.0.0.1] [--port 8080] [options]\n"
     "\n"
-    "Serves the model over HTTP/1.1 (docs/server.md): POST /v1/embeddings (OpenAI compatible),\n"
-    "POST /embed, POST /classify, PUT/GET/DELETE /labelsets/NAME, GET /health/live,\n"
-    "GET /health/ready (200 once warmed up), GET /v1/models, GET /metrics (Prometheus).\n"
+    "Serves the model over HTTP/1.1 (docs/server.md): POST /v1/embeddings (OpenAI and\n"
+    "Infinity compatible, also /embeddings), POST /embed, POST /classify,\n"
+    "PUT/GET/DELETE /labelsets/NAME, GET /health/live, GET /health/ready (200 once warmed up),\n"
+    "GET /v1/models[/ID], GET /metrics (Prometheus), Immich's GET /ping + POST /predict,\n"
+    "KServe v2 /v2/health/*, /v2/models/NAME[/ready|/infer].\n"
     "SIGTERM or SIGINT stops accepting connections, answers the requests in flight, and exits.\n"
     "\n"
     "options:\n"
     "  --model DIR            model directory (open_clip_config.json + .safetensors)\n"
-    "  --model-id NAME        name in /v1/models and responses (default: directory name)\n"
+    "  --model-id NAME        name in /v1/models and responses (default: directory name);\n"
+    "                         clients may also name the model by the --model argument\n"
+    "  --allow-url-host H     fetch image URLs from host H (a name, *.suffix, an address or\n"
+    "                         a CIDR range; repeatable). Off by default. Loopback/private\n"
+    "                         addresses are refused unless listed as addresses or ranges\n"
+    "  --url-max-mb N         largest image fetched by URL (default 32)\n"
+    "  --url-timeout-ms N     time limit of one URL fetch, redirects included (default 10000)\n"
     "  --host H               address to listen on (default 127.0.0.1)\n"
     "  --port P               port (default 8080; 0 = any free port, printed on stderr)\n"
     "  --api-key KEY          require 'Authorization: Bearer KEY' (except /health/*); the\n"
@@ -63,6 +71,18 @@ const char* kUsage =
     "  --label-cache N        cached label prompt features (default 20000)\n"
     "  --no-warmup            report ready at once (first requests will be slower)\n";
 
+std::vector<std::string> split_commas_cli(const std::string& s) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t end = s.find(',', pos);
+    if (end == std::string::npos) end = s.size();
+    if (end > pos) out.push_back(s.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
 double seconds_option(const Args& args, const char* name, double fallback) {
   if (!args.has(name)) return fallback;
   const std::string v = args.get_or(name, "");
@@ -77,6 +97,9 @@ int run_serve(int argc, char** argv) {
   Args args;
   args.option("model")
       .option("model-id")
+      .option("allow-url-host")
+      .option("url-max-mb")
+      .option("url-timeout-ms")
       .option("host")
       .option("port")
       .option("api-key")
@@ -159,6 +182,18 @@ int run_serve(int argc, char** argv) {
   }
   so.allowed_hosts = args.values("allowed-host");
   so.cors_origins = args.values("cors-origin");
+  so.model_names = {*model};
+  for (const auto& h : args.values("allow-url-host")) {
+    for (auto& one : split_commas_cli(h)) {
+      server::UrlFetcher::check_allow_entry(one);
+      so.url_fetch.allow.push_back(std::move(one));
+    }
+  }
+  const int url_mb = args.get_int("url-max-mb", 32);
+  CS_CHECK_ARG(url_mb >= 1, "--url-max-mb must be >= 1");
+  so.url_fetch.max_bytes = static_cast<size_t>(url_mb) << 20;
+  so.url_fetch.timeout_ms = args.get_int("url-timeout-ms", 10000);
+  CS_CHECK_ARG(so.url_fetch.timeout_ms >= 1, "--url-timeout-ms must be >= 1");
   if (args.has("api-key")) {
     so.api_key = args.get_or("api-key", "");
     CS_CHECK_ARG(!so.api_key.empty(), "--api-key must not be empty (omit it to serve without)");

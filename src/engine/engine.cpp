@@ -30,9 +30,10 @@ void l2_normalize(float* v, int dim) {
   double s = 0;
   for (int i = 0; i < dim; ++i) s += static_cast<double>(v[i]) * v[i];
   const double n = std::sqrt(s);
-  // open_clip's F.normalize clamps the norm at eps = 1e-12.
-  const float inv = static_cast<float>(1.0 / std::max(n, 1e-12));
-  for (int i = 0; i < dim; ++i) v[i] *= inv;
+  // open_clip's F.normalize clamps the norm at eps = 1e-12. A true division (not a multiply
+  // by the reciprocal), as `clipserve embed` computes it: both give identical rows.
+  const double d = std::max(n, 1e-12);
+  for (int i = 0; i < dim; ++i) v[i] = static_cast<float>(v[i] / d);
 }
 
 enum class Tower { kImage, kText };

@@ -136,7 +136,8 @@ void RequestFramer::parse_headers(std::string_view head) {
     return error(505, "only HTTP/1.0 and HTTP/1.1 are served");
   }
   const std::string_view path = target.substr(0, target.find('?'));
-  f_.priority = method == "GET" && (path.rfind("/health/", 0) == 0 || path == "/metrics");
+  f_.priority = method == "GET" && (path.rfind("/health/", 0) == 0 || path == "/metrics" ||
+                                    path == "/ping" || path.rfind("/v2/health/", 0) == 0);
 
   bool have_length = false, have_te = false;
   size_t pos = eol + 2;

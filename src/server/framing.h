@@ -23,10 +23,10 @@ struct Frame {
   State state = kNeedMore;
   bool headers_done = false;
   bool expect_continue = false;  ///< "Expect: 100-continue" and the body has not come yet
-  bool priority = false;         ///< GET /health/* or /metrics: served by the priority pool
-  size_t length = 0;             ///< kComplete: bytes of the whole request
-  int status = 0;                ///< kError: the HTTP status to answer
-  std::string message;           ///< kError: why
+  bool priority = false;  ///< GET /health/*, /metrics, /ping, /v2/health/*: the priority pool
+  size_t length = 0;      ///< kComplete: bytes of the whole request
+  int status = 0;         ///< kError: the HTTP status to answer
+  std::string message;    ///< kError: why
   /// Offsets of header names the caller must neutralize before handing the bytes on
   /// (Expect: answered here; Range: never honoured), by overwriting their first byte.
   std::vector<size_t> neutralize;

@@ -5,9 +5,12 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <map>
+#include <mutex>
 
 #include "core/check.h"
 #include "server/codec.h"
+#include "server/url_fetch.h"
 
 namespace clipserve::server {
 
@@ -148,13 +151,65 @@ ImageInput image_from_json(const json& v, const std::string& name) {
   CS_CHECK_ARG(s && s->is_string(), name,
                ": an image must be a base64 string, a data: URL, or {\"image\": <base64>}");
   const auto& str = s->get_ref<const std::string&>();
-  CS_CHECK_ARG(str.rfind("http://", 0) != 0 && str.rfind("https://", 0) != 0, name,
-               ": image URLs are not fetched; send the bytes (base64 or a data: URL)");
+  if (UrlFetcher::is_url(str)) {
+    CS_CHECK_ARG(t_ctx.fetcher != nullptr, name,
+                 ": image URLs are not fetched by this server (start it with --allow-url-host "
+                 "HOST); send the bytes (base64 or a data: URL)");
+    try {
+      return ImageInput::encoded(t_ctx.fetcher->fetch(str), name);
+    } catch (const Error& e) {
+      std::string msg = name;  // (built in steps: GCC 12 -Wrestrict false positive)
+      msg.append(": ").append(e.what());
+      throw Error(e.code(), msg);
+    }
+  }
   const auto t0 = Clock::now();
   auto bytes = base64_decode(str, name);
   t_ctx.parse_ms += ms_since(t0);
   CS_CHECK_ARG(!bytes.empty(), name, ": empty image");
   return ImageInput::encoded(std::move(bytes), name);
+}
+
+namespace {
+std::mutex g_names_mu;
+std::map<const Engine*, std::vector<std::string>>& names_map() {
+  static std::map<const Engine*, std::vector<std::string>> m;
+  return m;
+}
+}  // namespace
+
+void register_model_names(const Engine& engine, std::vector<std::string> names) {
+  std::lock_guard<std::mutex> lock(g_names_mu);
+  names.insert(names.begin(), engine.model_id());
+  std::vector<std::string> unique;
+  for (auto& n : names) {
+    if (!n.empty() && std::find(unique.begin(), unique.end(), n) == unique.end()) {
+      unique.push_back(std::move(n));
+    }
+  }
+  names_map()[&engine] = std::move(unique);
+}
+
+std::vector<std::string> model_names(const Engine& engine) {
+  std::lock_guard<std::mutex> lock(g_names_mu);
+  auto it = names_map().find(&engine);
+  return it == names_map().end() ? std::vector<std::string>{engine.model_id()} : it->second;
+}
+
+bool model_name_matches(const Engine& engine, const std::string& requested) {
+  std::string slash;  // "ARCH__TAG" -> "ARCH/TAG"
+  for (size_t i = 0; i < requested.size(); ++i) {
+    if (requested.compare(i, 2, "__") == 0) {
+      slash.push_back('/');
+      ++i;
+    } else {
+      slash.push_back(requested[i]);
+    }
+  }
+  for (const auto& n : model_names(engine)) {
+    if (n == requested || n == slash) return true;
+  }
+  return false;
 }
 
 std::vector<std::string> string_list(const json& v, const char* field) {

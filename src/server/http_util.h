@@ -33,10 +33,14 @@ class StatusError : public Error {
   const char* type_;
 };
 
+class UrlFetcher;
+
 /// Per-request state; every request runs start to end on one worker thread.
 struct RequestContext {
   Clock::time_point start;
   double parse_ms = 0;
+  /// Fetches http(s) image URLs when the server has --allow-url-host entries, else null.
+  const UrlFetcher* fetcher = nullptr;
 };
 extern thread_local RequestContext t_ctx;
 
@@ -63,8 +67,9 @@ inline constexpr const char* kEmbedBodies =
     ", an image (image/* or application/octet-stream) or multipart/form-data";
 
 std::string index_name(const char* field, size_t i);
-/// A JSON image value: base64 string / data: URL, or {"image"|"data"|"b64": ...} or
-/// {"image_url": "data:..." | {"url": "data:..."}}.
+/// A JSON image value: base64 string / data: URL / http(s) URL (fetched only when the server
+/// allows its host: t_ctx.fetcher), or {"image"|"data"|"b64": ...} or
+/// {"image_url": "data:..." | {"url": "..."}}.
 ImageInput image_from_json(const json& v, const std::string& name);
 std::vector<std::string> string_list(const json& v, const char* field);
 std::vector<std::string> split_commas(const std::string& s);
@@ -99,6 +104,12 @@ int int_param(const std::string& value, const char* name, int min);
 /// A label or template list from a query/multipart value: a JSON array of strings when it
 /// starts with '[' (labels may contain commas), else comma-separated.
 std::vector<std::string> list_param(const std::string& value, const char* name);
+
+/// The names a client may use for the served model: its id, the --model argument, --model-id
+/// aliases; "ARCH__TAG" (Immich's spelling) matches "ARCH/TAG". Registered by the Server.
+void register_model_names(const Engine& engine, std::vector<std::string> names);
+std::vector<std::string> model_names(const Engine& engine);
+bool model_name_matches(const Engine& engine, const std::string& requested);
 
 void check_items(size_t n, const RequestBounds& b);
 void check_text(const std::string& text, const std::string& name, const RequestBounds& b);

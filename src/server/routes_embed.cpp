@@ -138,18 +138,27 @@ void install_embedding_routes(httplib::Server& http, Engine& engine, const Reque
                               std::function<void()> require_ready) {
   // OpenAI-compatible embeddings (texts), plus images as {"image": <base64>} items. One bad
   // input fails the whole request, as OpenAI's API does.
-  http.Post("/v1/embeddings", [&engine, bounds, require_ready](const httplib::Request& req,
-                                                               httplib::Response& res) {
+  // Infinity's clients add "modality": "image" with data URIs (or URLs) as the inputs, and
+  // call the same route at the root (/embeddings).
+  auto openai = [&engine, bounds, require_ready](const httplib::Request& req,
+                                                 httplib::Response& res) {
     require_ready();
     json body = parse_json_body(req);  // first: form bodies would show up as parameters
     check_params(req, {"timings"});
-    check_fields(body,
-                 {"input", "model", "encoding_format", "dimensions", "user", "timings", "strict"});
+    check_fields(body, {"input", "model", "encoding_format", "dimensions", "user", "timings",
+                        "strict", "modality"});
+    std::string modality = "text";
+    if (body.contains("modality") && !body["modality"].is_null()) {
+      CS_CHECK_ARG(body["modality"].is_string(), "'modality' must be a string");
+      modality = body["modality"].get<std::string>();
+      CS_CHECK_ARG(modality == "text" || modality == "image",
+                   "'modality' must be text or image, got '", modality, "' (audio is not served)");
+    }
     CS_CHECK_ARG(body.contains("input"), "missing 'input'");
     if (body.contains("model") && !body["model"].is_null()) {
       CS_CHECK_ARG(body["model"].is_string(), "'model' must be a string");
       const auto m = body["model"].get<std::string>();
-      if (m != engine.model_id()) {
+      if (!model_name_matches(engine, m)) {
         CS_THROW(kNotFound, "model '", m, "' is not served here; this server serves '",
                  engine.model_id(), "'");
       }
@@ -186,7 +195,10 @@ void install_embedding_routes(httplib::Server& http, Engine& engine, const Reque
     for (size_t i = 0; i < items.size(); ++i) {
       const auto& it = items[i];
       const std::string name = index_name("input", i);
-      if (it.is_string() || (it.is_object() && it.contains("text"))) {
+      if (it.is_string() && modality == "image") {
+        where.push_back({true, static_cast<int>(images.size())});
+        images.push_back(image_from_json(it, name));
+      } else if (it.is_string() || (it.is_object() && it.contains("text"))) {
         const json& t = it.is_string() ? it : it["text"];
         CS_CHECK_ARG(t.is_string(), name, ".text must be a string");
         check_text(t.get_ref<const std::string&>(), name, bounds);
@@ -254,7 +266,9 @@ void install_embedding_routes(httplib::Server& http, Engine& engine, const Reque
            ",\"usage\":{\"prompt_tokens\":" + std::to_string(tokens) +
            ",\"total_tokens\":" + std::to_string(tokens) + "}}";
     respond(req, res, std::move(out), merge(et.timings, ei.timings), want_timings(req, &body));
-  });
+  };
+  http.Post("/v1/embeddings", openai);
+  http.Post("/embeddings", openai);
 
   // Native embeddings: JSON {"texts": [...], "images": [<base64>...]}, a raw image body, or a
   // multipart form (files = images, "text" fields = texts). Per-item results.

@@ -18,7 +18,6 @@ void install_web_routes(httplib::Server& http) {
                      "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
                      "base-uri 'none'; form-action 'none'");
       res.set_header("X-Frame-Options", "DENY");
-      // X-Content-Type-Options: nosniff is a default header of every response (server.cpp).
       res.set_header("Referrer-Policy", "no-referrer");
       res.set_header("Cache-Control", "no-cache");
     };

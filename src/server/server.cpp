@@ -21,12 +21,22 @@ namespace clipserve::server {
 
 namespace {
 std::string endpoint_label(const httplib::Request& req) {
-  static const char* kKnown[] = {"/v1/embeddings", "/embed",     "/classify", "/health/live",
-                                 "/health/ready",  "/v1/models", "/metrics",  "/labelsets"};
+  static const char* kKnown[] = {
+      "/v1/embeddings", "/embed",   "/classify",  "/health/live",    "/health/ready",
+      "/v1/models",     "/metrics", "/labelsets", "/embeddings",     "/models",
+      "/ping",          "/predict", "/v2",        "/v2/health/live", "/v2/health/ready"};
   for (const char* k : kKnown) {
     if (req.path == k) return k;
   }
   if (req.path.rfind("/labelsets/", 0) == 0) return "/labelsets/{name}";
+  if (req.path.rfind("/v1/models/", 0) == 0 || req.path.rfind("/models/", 0) == 0) {
+    return "/v1/models/{id}";
+  }
+  if (req.path.rfind("/v2/models/", 0) == 0) {
+    return req.path.size() > 6 && req.path.compare(req.path.size() - 6, 6, "/infer") == 0
+               ? "/v2/models/{name}/infer"
+               : "/v2/models/{name}";
+  }
   return "other";
 }
 
@@ -104,6 +114,8 @@ Server::Server(Engine& engine, ServerOptions opt)
       std::find(allowed_hosts_.begin(), allowed_hosts_.end(), "*") != allowed_hosts_.end()) {
     allowed_hosts_.clear();
   }
+  register_model_names(engine_, opt_.model_names);
+  if (!opt_.url_fetch.allow.empty()) fetcher_ = std::make_unique<UrlFetcher>(opt_.url_fetch);
   http_->set_payload_max_length(opt_.max_body_bytes);
   http_->set_keep_alive_max_count(static_cast<size_t>(std::max(1, opt_.keep_alive_max_requests)));
   http_->set_keep_alive_timeout(static_cast<time_t>(std::max(1.0, opt_.idle_timeout_s)));
@@ -188,7 +200,7 @@ void Server::install_routes() {
   http_->set_default_headers({{"X-Content-Type-Options", "nosniff"}});
 
   http_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    t_ctx = RequestContext{Clock::now(), 0};
+    t_ctx = RequestContext{Clock::now(), 0, fetcher_.get()};
     using HR = httplib::Server::HandlerResponse;
     if (!host_allowed(req.get_header_value("Host"))) {
       send_error(res, 403, "forbidden",
@@ -219,7 +231,12 @@ void Server::install_routes() {
     if (!opt_.api_key.empty() && req.path.rfind("/health/", 0) != 0 && !is_web_path(req.path) &&
         !bearer_matches(req.get_header_value("Authorization"), opt_.api_key)) {
       res.set_header("WWW-Authenticate", "Bearer");
-      send_error(res, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer)");
+      if (is_openai_path(req.path)) {
+        send_openai_error(res, 401, "invalid_api_key",
+                          "missing or wrong API key (Authorization: Bearer)");
+      } else {
+        send_error(res, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer)");
+      }
       return HR::Handled;
     }
     return HR::Unhandled;
@@ -256,23 +273,32 @@ void Server::install_routes() {
                           : res.status == 413 ? "request body larger than the server's limit"
                           : res.status == 414 ? "request target too long"
                                               : "bad HTTP request";
-        send_error(res, res.status, type_for_status(res.status), msg);
+        if (is_openai_path(req.path)) {
+          send_openai_error(res, res.status, type_for_status(res.status), msg);
+        } else {
+          send_error(res, res.status, type_for_status(res.status), msg);
+        }
         return httplib::Server::HandlerResponse::Handled;
       }));
 
   http_->set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        // OpenAI's SDKs read {"error": {"type", "code": "<string>", "param"}} on their paths.
+        auto send = [&](int status, const std::string& type, const std::string& msg) {
+          if (!is_openai_path(req.path)) return send_error(res, status, type, msg);
+          const bool model = status == 404 && msg.rfind("model '", 0) == 0;
+          send_openai_error(res, status, model ? "model_not_found" : type, msg);
+        };
         try {
           std::rethrow_exception(ep);
         } catch (const StatusError& e) {
-          send_error(res, e.status(), e.type(), e.what());
+          send(e.status(), e.type(), e.what());
         } catch (const Error& e) {
-          const int st = status_for(e.code());
-          send_error(res, st, error_code_name(e.code()), e.what());
+          send(status_for(e.code()), error_code_name(e.code()), e.what());
         } catch (const std::exception& e) {
-          send_error(res, 500, "internal", e.what());
+          send(500, "internal", e.what());
         } catch (...) {
-          send_error(res, 500, "internal", "unknown error");
+          send(500, "internal", "unknown error");
         }
       });
 
@@ -296,19 +322,7 @@ void Server::install_routes() {
       res.set_content("{\"status\":\"ready\"}", "application/json");
     }
   });
-  http_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-    const auto& c = engine_.config();
-    json m = {{"id", engine_.model_id()},
-              {"object", "model"},
-              {"created", 0},
-              {"owned_by", "clipserve"},
-              {"embed_dim", engine_.embed_dim()},
-              {"image_size", c.vision.image_size},
-              {"context_length", c.text.context_length},
-              {"ready", engine_.ready()}};
-    json body = {{"object", "list"}, {"data", json::array({m})}};
-    res.set_content(dump(body), "application/json");
-  });
+  install_model_routes(*http_, engine_);
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     std::string text = engine_.metrics_text();
     text +=
@@ -321,6 +335,9 @@ void Server::install_routes() {
 
   install_embedding_routes(*http_, engine_, opt_.bounds, require_ready);
   install_classify_routes(*http_, engine_, opt_.bounds, require_ready);
+  install_immich_routes(*http_, engine_, require_ready);
+  install_kserve_routes(*http_, engine_, opt_.bounds, require_ready,
+                        [this] { return draining_.load(); });
 
   http_->Get("/labelsets", [this](const httplib::Request&, httplib::Response& res) {
     json body = {{"labelsets", engine_.label_set_names()}};

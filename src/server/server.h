@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "clipserve/engine.h"
+#include "server/url_fetch.h"
 
 namespace httplib {
 class Server;
@@ -53,6 +54,11 @@ struct ServerOptions {
   /// another Origin gets 403; none are allowed by default.
   std::vector<std::string> cors_origins;
   RequestBounds bounds;
+  /// More names clients may use for the model (the --model argument, --model-id); the
+  /// engine's model_id() is always one. Immich's "ARCH__TAG" matches "ARCH/TAG".
+  std::vector<std::string> model_names;
+  /// Image URLs in requests: fetched only from these hosts (off when `allow` is empty).
+  UrlFetchOptions url_fetch;
 
   static std::vector<std::string> default_allowed_hosts(const std::string& bind_host);
 };
@@ -88,6 +94,7 @@ class Server {
   std::unique_ptr<Router> http_;
   std::unique_ptr<ConnectionLayer> conn_;
   std::vector<std::string> allowed_hosts_;  // empty: any
+  std::unique_ptr<UrlFetcher> fetcher_;     // null: URLs are not fetched
   std::atomic<bool> draining_{false};
 };
 
