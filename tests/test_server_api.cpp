@@ -297,6 +297,21 @@ std::string png_chunk(const char* type, const std::string& data) {
   return c;
 }
 
+TEST(ImageLimits, ServerPixelLimitAppliesToEveryImage) {
+  ModelConfig cfg;
+  cfg.preprocess.size = 8;
+  const auto jpeg = test::read_bytes(test::data_dir() + "/engine/photo_640x425.jpg");
+  std::vector<float> out(3 * 8 * 8);
+  auto fe = Engine::default_frontends(cfg, 640 * 425 - 1);
+  try {
+    fe.preprocess(jpeg, out.data(), "photo.jpg", nullptr);
+    FAIL() << "decoded over the limit";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kTooLarge) << e.what();
+  }
+  Engine::default_frontends(cfg, 640 * 425).preprocess(jpeg, out.data(), "photo.jpg", nullptr);
+}
+
 TEST(ImageLimits, TinyFilesDeclaringHugeCanvasesAreRefusedBeforeAllocating) {
   // 68 bytes: a PNG header for 13000 x 13000 RGB and no pixel data worth the name.
   std::string ihdr = {0, 0, 0x32, (char)0xC8, 0, 0, 0x32, (char)0xC8, 8, 2, 0, 0, 0};

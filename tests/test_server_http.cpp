@@ -105,6 +105,7 @@ TEST_F(ServerTest, FramingLimitsCannotBeBypassed) {
   }
   r = one("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   EXPECT_EQ(status_of(r), 414) << r;
+  EXPECT_NE(r.find("\"type\":\"too_large\""), std::string::npos) << r;  // was "internal"
   r = one(post("/embed", "pic", "Content-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n"));
   EXPECT_EQ(status_of(r), 400) << r;  // both framings: refused (request smuggling)
   // Every error is JSON and names its reason.
@@ -202,6 +203,8 @@ TEST_F(ServerTest, ConnectionsBeyondTheBoundGet503) {
   RawConn c(port_);
   const std::string r = c.read_all(5);
   EXPECT_EQ(status_of(r), 503) << r;
+  a.send("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  EXPECT_NE(a.read_response(5).find("\nclipserve_http_open_connections 2\n"), std::string::npos);
 }
 
 TEST_F(ServerTest, ManyKeepAliveClientsAreAllAnswered) {
@@ -247,6 +250,29 @@ TEST_F(ServerTest, HealthAnswersWhileEveryWorkerIsBusy) {
   EXPECT_EQ(client().Get("/metrics")->status, 200);
   enc_->open_gate();
   for (auto& t : ts) t.join();
+}
+
+TEST_F(ServerTest, ClientThatDoesNotReadItsResponseHoldsNoWorker) {
+  server::ServerOptions so;
+  so.http_threads = 1;
+  so.write_timeout_s = 120;
+  start({}, so);
+  json labels = json::array();
+  for (int i = 0; i < 20000; ++i)
+    labels.push_back("label " + std::to_string(i) + std::string(200, 'x'));
+  ASSERT_EQ(
+      client().Put("/labelsets/big", json({{"labels", labels}}).dump(), "application/json")->status,
+      201);
+  RawConn stuck(port_);
+  const int small = 4096;
+  ::setsockopt(stuck.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  stuck.send("GET /labelsets/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");  // ~4 MB, never read
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto c = client();
+  c.set_read_timeout(10, 0);  // far below the write timeout: the one worker must be free
+  auto r = c.Get("/v1/models");
+  ASSERT_TRUE(r) << "the only worker is stuck sending to a client that does not read";
+  EXPECT_EQ(r->status, 200);
 }
 
 TEST_F(ServerTest, ShutdownClosesIdleAndSlowConnectionsAndKeepsInFlight) {

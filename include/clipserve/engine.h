@@ -180,7 +180,8 @@ class Engine {
   static std::unique_ptr<Engine> create(std::unique_ptr<Encoder> encoder, EngineFrontends frontends,
                                         const EngineOptions& opt);
   /// The real front-ends for a model configuration (tokenizer + open_clip preprocessing).
-  static EngineFrontends default_frontends(const ModelConfig& cfg);
+  /// `max_pixels` (0 = Pillow's limit) caps the decoded size of one image (kTooLarge beyond).
+  static EngineFrontends default_frontends(const ModelConfig& cfg, uint64_t max_pixels = 0);
 
   ~Engine();
   Engine(const Engine&) = delete;

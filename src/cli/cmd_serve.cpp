@@ -59,8 +59,11 @@ const char* kUsage =
     "  --request-timeout-s S  a whole request (headers + body) must arrive within S seconds,\n"
     "                         else 408 and close (default 30)\n"
     "  --idle-timeout-s S     keep-alive connections idle this long are closed (default 5)\n"
+    "  --write-timeout-s S    a client must read its response within S seconds (default 30)\n"
     "  --shutdown-timeout-s S on SIGTERM, requests in flight may run S seconds (default 10)\n"
     "  --max-items N          texts + images per request (default 256)\n"
+    "  --max-image-pixels N   decoded pixels of one image, more gets 413 (default Pillow's\n"
+    "                         178956970); bounds the memory and time of one decode\n"
     "  --max-text-bytes N     bytes of one text, label or template (default 16384)\n"
     "  --max-prompts N        labels x templates per request or label set (default 100000)\n"
     "  --max-prompt-bytes N   bytes of those prompts together (default 16777216)\n"
@@ -111,6 +114,7 @@ int run_serve(int argc, char** argv) {
       .option("http-threads")
       .option("allowed-host")
       .option("max-items")
+      .option("max-image-pixels")
       .option("max-text-bytes")
       .option("max-prompts")
       .option("max-prompt-bytes")
@@ -119,6 +123,7 @@ int run_serve(int argc, char** argv) {
       .option("max-connections")
       .option("request-timeout-s")
       .option("idle-timeout-s")
+      .option("write-timeout-s")
       .option("shutdown-timeout-s")
       .option("label-cache")
       .flag("no-warmup");
@@ -155,6 +160,7 @@ int run_serve(int argc, char** argv) {
                "--http-threads and --max-connections must be >= 1");
   so.request_timeout_s = seconds_option(args, "request-timeout-s", 30);
   so.idle_timeout_s = seconds_option(args, "idle-timeout-s", 5);
+  so.write_timeout_s = seconds_option(args, "write-timeout-s", 30);
   so.shutdown_timeout_s = seconds_option(args, "shutdown-timeout-s", 10);
   auto bound = [&](const char* name, size_t fallback) {
     const int v = args.get_int(name, static_cast<int>(fallback));
@@ -166,6 +172,14 @@ int run_serve(int argc, char** argv) {
   so.bounds.max_prompts = bound("max-prompts", so.bounds.max_prompts);
   so.bounds.max_prompt_bytes = bound("max-prompt-bytes", so.bounds.max_prompt_bytes);
   so.bounds.max_label_sets = bound("max-label-sets", so.bounds.max_label_sets);
+  uint64_t max_image_pixels = 0;
+  if (args.has("max-image-pixels")) {
+    const std::string v = args.get_or("max-image-pixels", "");
+    char* end = nullptr;
+    max_image_pixels = std::strtoull(v.c_str(), &end, 10);
+    CS_CHECK_ARG(!v.empty() && end && *end == 0 && max_image_pixels >= 1,
+                 "--max-image-pixels must be a positive integer, not '", v, "'");
+  }
   so.allowed_hosts = args.values("allowed-host");
   so.cors_origins = args.values("cors-origin");
   so.model_names = {*model};
@@ -208,7 +222,7 @@ int run_serve(int argc, char** argv) {
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     eo.model_id = dir.substr(dir.find_last_of('/') + 1);
   }
-  auto fe = Engine::default_frontends(encoder->config());
+  auto fe = Engine::default_frontends(encoder->config(), max_image_pixels);
   auto engine = Engine::create(std::move(encoder), std::move(fe), eo);
 
   server::Server server(*engine, so);

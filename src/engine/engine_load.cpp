@@ -8,12 +8,13 @@
 
 namespace clipserve {
 
-EngineFrontends Engine::default_frontends(const ModelConfig& cfg) {
+EngineFrontends Engine::default_frontends(const ModelConfig& cfg, uint64_t max_pixels) {
   EngineFrontends fe;
   fe.tokenize = [](std::string_view text, int context_length) {
     return Tokenizer::get().encode(text, context_length).ids;
   };
-  const PreprocessOptions popt = PreprocessOptions::from(cfg.preprocess);
+  PreprocessOptions popt = PreprocessOptions::from(cfg.preprocess);
+  if (max_pixels > 0) popt.max_pixels = max_pixels;
   fe.preprocess = [popt](std::span<const uint8_t> bytes, float* out, const std::string& name,
                          double* /*decode_ms: image.h decodes and resizes in one call*/) {
     preprocess_image(bytes, popt, out, name);

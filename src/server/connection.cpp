@@ -68,6 +68,21 @@ bool send_all(int fd, std::string_view data, Clock::time_point deadline) {
   return true;
 }
 
+// Sends what the socket takes now. Returns false on a connection error.
+bool send_some(int fd, const std::string& data, size_t& pos) {
+  while (pos < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + pos, data.size() - pos, MSG_NOSIGNAL);
+    if (n > 0) {
+      pos += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string raw_error_response(int status, const std::string& body) {
@@ -82,7 +97,10 @@ ssize_t MemoryStream::read(char* ptr, size_t size) {
 }
 
 struct ConnectionLayer::Conn {
-  enum State { kReading, kQueued, kLingering };
+  // kReading: the reader thread owns it; kQueued: queued or being served by a worker;
+  // kWriting: the reader thread sends the rest of a response the socket could not take at
+  // once (a client that does not read holds no worker); kLingering: answered, being drained.
+  enum State { kReading, kQueued, kWriting, kLingering };
   Conn(int f, const FramingLimits& lim) : fd(f), framer(lim) {}
   int fd;
   std::string ip;
@@ -96,6 +114,10 @@ struct ConnectionLayer::Conn {
   int requests = 0;
   bool continue_sent = false;
   bool priority = false;
+  std::string out;  // kWriting: the unsent rest of the response
+  size_t out_pos = 0;
+  Clock::time_point write_deadline{};
+  bool close_after = false;
 };
 
 ConnectionLayer::ConnectionLayer(Router& router, ConnectionOptions opt)
@@ -215,17 +237,15 @@ bool ConnectionLayer::run() {
         for (auto& c : idle) close_conn(c);
       }
     }
-    if (closed_listener) {
+    if (closed_listener) {  // draining: only responses still being written are polled
       std::unique_lock<std::mutex> lock(mu_);
       if (in_flight_ == 0) break;
       if (Clock::now() >= shutdown_deadline) {
         clean = false;
         break;
       }
-      idle_cv_.wait_for(lock, std::chrono::milliseconds(20));
-      continue;
     }
-    const int n = ::epoll_wait(epoll_fd_, events, 256, 50);
+    const int n = ::epoll_wait(epoll_fd_, events, 256, closed_listener ? 20 : 50);
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
       if (fd == listen_fd_) {
@@ -243,7 +263,11 @@ bool ConnectionLayer::run() {
         auto it = conns_.find(fd);
         if (it != conns_.end() && it->second->state != Conn::kQueued) c = it->second;
       }
-      if (c) on_readable(c);
+      if (c && c->state == Conn::kWriting) {
+        finish_write(c);
+      } else if (c) {
+        on_readable(c);
+      }
     }
     std::vector<ConnPtr> recheck;
     {
@@ -267,7 +291,15 @@ void ConnectionLayer::accept_all() {
     socklen_t len = sizeof(ss);
     const int fd =
         ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN, or out of descriptors (retried on the next wake-up)
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: the listener would stay readable and spin this loop; stop
+        // watching it for a moment (sweep() resumes), pending clients wait in the backlog.
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        accept_paused_until_ = Clock::now() + std::chrono::milliseconds(100);
+      }
+      return;
+    }
     if (open_.load() >= static_cast<size_t>(std::max(1, opt_.max_connections))) {
       const std::string r = raw_response(
           503, opt_.error_body ? opt_.error_body(503, "too many open connections") : "", true);
@@ -345,7 +377,8 @@ void ConnectionLayer::advance(const ConnPtr& c) {
     if (f.headers_done && f.expect_continue && !c->continue_sent) {
       c->continue_sent = true;
       static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      send_all(c->fd, kContinue, Clock::now() + seconds(opt_.write_timeout_s));
+      // Tiny, into an empty send buffer; the reader thread never waits long for it.
+      send_all(c->fd, kContinue, Clock::now() + std::chrono::milliseconds(100));
     }
   } else {
     for (size_t off : f.neutralize) c->in[off] = 'X';
@@ -362,7 +395,7 @@ void ConnectionLayer::send_error_and_linger(const ConnPtr& c, int status,
   const std::string r =
       raw_response(status, opt_.error_body ? opt_.error_body(status, message) : "", true);
   if (opt_.on_error) opt_.on_error(status);
-  send_all(c->fd, r, Clock::now() + seconds(std::min(1.0, opt_.write_timeout_s)));
+  send_all(c->fd, r, Clock::now() + std::chrono::milliseconds(100));  // small; never wait long
   ::shutdown(c->fd, SHUT_WR);
   c->in.clear();
   c->in.shrink_to_fit();
@@ -382,12 +415,24 @@ void ConnectionLayer::close_conn(const ConnPtr& c) {
 
 void ConnectionLayer::sweep() {
   const auto now = Clock::now();
+  if (accept_paused_until_ != Clock::time_point{} && now >= accept_paused_until_) {
+    accept_paused_until_ = Clock::time_point{};
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd_;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  }
   std::vector<ConnPtr> slow, expired;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [fd, c] : conns_) {
       if (c->state == Conn::kLingering) {
         if (now >= c->linger_until) expired.push_back(c);
+      } else if (c->state == Conn::kWriting) {
+        if (now >= c->write_deadline) {  // the client stopped reading its response
+          expired.push_back(c);
+          --in_flight_;
+        }
       } else if (c->state == Conn::kReading) {
         if (c->request_start == Clock::time_point{}) {
           if (now - c->idle_since >= seconds(opt_.idle_timeout_s)) expired.push_back(c);
@@ -397,6 +442,7 @@ void ConnectionLayer::sweep() {
       }
     }
     for (auto& c : expired) close_conn(c);
+    if (!expired.empty()) idle_cv_.notify_all();
   }
   for (auto& c : slow) {
     char msg[96];
@@ -438,28 +484,62 @@ void ConnectionLayer::serve_one(const ConnPtr& c) {
     ok = router_.process(s, last, client_closes);
     out = std::move(s.out());
   }
-  const bool sent = send_all(c->fd, out, Clock::now() + seconds(opt_.write_timeout_s));
+  size_t sent = 0;
+  const bool alive = send_some(c->fd, out, sent);
   c->in.erase(0, len);
   if (c->in.capacity() > (1u << 20)) c->in.shrink_to_fit();  // a large body's buffer
   c->framer.reset();
   c->continue_sent = false;
   c->request_start = Clock::time_point{};
   c->idle_since = Clock::now();
+  const bool close_after = !ok || last || client_closes || stopping_;
   std::lock_guard<std::mutex> lock(mu_);
-  --in_flight_;
-  if (!ok || !sent || last || client_closes || stopping_) {
-    close_conn(c);
-  } else {
-    c->state = Conn::kReading;
+  if (alive && sent < out.size()) {
+    // The rest goes out from the reader thread as the client reads (still in flight).
+    c->out = std::move(out);
+    c->out_pos = sent;
+    c->write_deadline = Clock::now() + seconds(opt_.write_timeout_s);
+    c->close_after = close_after;
+    c->state = Conn::kWriting;
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.events = EPOLLOUT | EPOLLRDHUP;
     ev.data.fd = c->fd;
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd, &ev);
-    if (!c->in.empty()) {  // pipelined bytes: the reader frames them
-      recheck_.push_back(c);
-      const uint64_t one = 1;
-      [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof(one));
-    }
+    return;
+  }
+  --in_flight_;
+  if (!alive || close_after) {
+    close_conn(c);
+  } else {
+    resume_reading(c, EPOLL_CTL_ADD);
+  }
+  idle_cv_.notify_all();
+}
+
+void ConnectionLayer::resume_reading(const ConnPtr& c, int op) {
+  c->state = Conn::kReading;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP;
+  ev.data.fd = c->fd;
+  ::epoll_ctl(epoll_fd_, op, c->fd, &ev);
+  if (!c->in.empty()) {  // pipelined bytes: the reader frames them
+    recheck_.push_back(c);
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof(one));
+  }
+}
+
+void ConnectionLayer::finish_write(const ConnPtr& c) {
+  const bool alive = send_some(c->fd, c->out, c->out_pos);
+  if (alive && c->out_pos < c->out.size()) return;  // more when the socket takes it
+  std::lock_guard<std::mutex> lock(mu_);
+  --in_flight_;
+  c->out.clear();
+  c->out.shrink_to_fit();
+  if (!alive || c->close_after || stopping_) {
+    close_conn(c);
+  } else {
+    resume_reading(c, EPOLL_CTL_MOD);
   }
   idle_cv_.notify_all();
 }

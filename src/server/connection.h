@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -120,6 +121,8 @@ class ConnectionLayer {
   void worker_loop(bool priority);
   void serve_one(const ConnPtr& c);
   void enqueue(const ConnPtr& c);
+  void finish_write(const ConnPtr& c);                  // reader thread, EPOLLOUT
+  void resume_reading(const ConnPtr& c, int epoll_op);  // with mu_ held
 
   Router& router_;
   ConnectionOptions opt_;
@@ -128,6 +131,7 @@ class ConnectionLayer {
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> open_{0};
+  std::chrono::steady_clock::time_point accept_paused_until_{};  // reader thread only
 
   std::mutex mu_;  // conns_, queues, in-flight count, every Conn's state
   std::condition_variable cv_;

@@ -324,7 +324,13 @@ void Server::install_routes() {
   });
   install_model_routes(*http_, engine_);
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(engine_.metrics_text(), "text/plain; version=0.0.4");
+    std::string text = engine_.metrics_text();
+    text +=
+        "# HELP clipserve_http_open_connections Open HTTP connections\n"
+        "# TYPE clipserve_http_open_connections gauge\n"
+        "clipserve_http_open_connections " +
+        std::to_string(conn_ ? conn_->open_connections() : 0) + "\n";
+    res.set_content(std::move(text), "text/plain; version=0.0.4");
   });
 
   install_embedding_routes(*http_, engine_, opt_.bounds, require_ready);
