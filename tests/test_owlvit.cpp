@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "clipserve/detect.h"
 #include "clipserve/error.h"
 #include "clipserve/image.h"
 #include "core/file.h"
@@ -463,6 +464,86 @@ INSTANTIATE_TEST_SUITE_P(Models, OwlVitGoldens, ::testing::Values("patch32-768",
                              c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return n;
                          });
+
+// ---- Detector: the public API end to end ----
+
+TEST(Detector, TextQueriesCachesAndErrors) {
+  auto g = shared_golden("patch32-768");
+  if (!g) GTEST_SKIP() << "../shared/fixtures not found: skipping the Detector goldens";
+  DetectorOptions opt;
+  opt.max_batch = 2;
+  auto det = Detector::load(g->model, opt);
+  EXPECT_TRUE(det->ready());
+  const Json pp = Json::parse(read_file_text(g->root + "/patch32-768/postprocess.json"));
+  const Json& run = pp["object_detection"]["n01440764_tench.JPEG/q2"];
+  const MappedFile img(g->images + "/n01440764_tench.JPEG");
+  DetectParams p;
+  p.threshold = 0.74f;
+  const std::vector<std::string> q = {"a photo of a cat", "a photo of a dog"};
+  DetectionResult r = det->detect(img.bytes(), q, p, "tench");
+  EXPECT_EQ(r.image_width, 500);
+  EXPECT_EQ(r.image_height, 375);
+  EXPECT_FALSE(r.image_cached);
+  EXPECT_EQ(r.queries_encoded, 2);
+  std::vector<owlvit::Detection> got;
+  for (const auto& d : r.detections) {
+    got.push_back({0, d.label_index, d.score, d.box});
+    EXPECT_EQ(d.label, q[d.label_index]);
+  }
+  expect_detections(got, run["results"]["0.74"], 1e-2f, true, "Detector q2 0.74");
+  // Same image again: features from the cache, queries from the cache, same numbers.
+  DetectionResult r2 = det->detect(img.bytes(), q, p, "tench");
+  EXPECT_TRUE(r2.image_cached);
+  EXPECT_EQ(r2.queries_encoded, 0);
+  EXPECT_EQ(r2.logits, r.logits);
+  // Options beyond transformers.
+  p.top_k = 3;
+  p.clip_boxes = true;
+  DetectionResult r3 = det->detect(img.bytes(), q, p, "tench");
+  ASSERT_EQ(r3.detections.size(), 3u);
+  EXPECT_GE(r3.detections[0].score, r3.detections[1].score);
+  for (const auto& d : r3.detections) {
+    EXPECT_GE(d.box[0], 0.0f);
+    EXPECT_LE(d.box[2], 500.0f);
+  }
+  // Errors name the input.
+  p = DetectParams{};
+  const std::string longq =
+      "a large brown dog and a small white cat sitting on a wooden bench in the park";
+  try {
+    det->detect(img.bytes(), {"a cat", longq}, p, "tench");
+    ADD_FAILURE() << "a query of more than 16 tokens was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("queries[1]"), std::string::npos) << e.what();
+  }
+  p.truncate_queries = true;
+  EXPECT_EQ(det->detect(img.bytes(), {"a cat", longq}, p, "tench").truncated_queries,
+            std::vector<int>{1});
+  const std::vector<uint8_t> junk = {1, 2, 3, 4, 5};
+  EXPECT_THROW(det->detect(junk, q, DetectParams{}, "junk.bin"), Error);
+  EXPECT_THROW(det->detect(img.bytes(), {}, DetectParams{}, "tench"), Error);
+}
+
+TEST(Detector, ImageGuided) {
+  auto g = shared_golden("patch16-256");
+  if (!g) GTEST_SKIP() << "../shared/fixtures not found: skipping the Detector goldens";
+  auto det = Detector::load(g->model);
+  const Json info = manifest(g->root)["models"]["patch16-256"]["image_guided"];
+  const Json pp =
+      Json::parse(read_file_text(g->root + "/patch16-256/postprocess.json"))["image_guided"];
+  const MappedFile target(g->images + "/" + info["target"].get<std::string>());
+  const MappedFile example(g->images + "/" + info["query"].get<std::string>());
+  DetectParams p;
+  p.threshold = 0.6f;  // transformers 4.30's defaults for image-guided detection
+  p.nms_iou = 0.3f;
+  const DetectionResult r =
+      det->detect_by_example(target.bytes(), example.bytes(), std::nullopt, p, "target");
+  EXPECT_EQ(r.example_box_index, info["best_box_index"].get<int>());
+  std::vector<owlvit::Detection> got;
+  for (const auto& d : r.detections) got.push_back({0, 0, d.score, d.box});
+  expect_detections(got, pp["results"]["threshold=0.6,nms_threshold=0.3"], 1e-2f, false,
+                    "Detector image-guided 0.6");
+}
 
 }  // namespace
 }  // namespace clipserve::test
