@@ -3,7 +3,9 @@
 // (../shared/fixtures/golden/owlvit, compact copies in tests/data/owlvit).
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "clipserve/detect.h"
 #include "clipserve/error.h"
@@ -543,6 +545,59 @@ TEST(Detector, ImageGuided) {
   for (const auto& d : r.detections) got.push_back({0, 0, d.score, d.box});
   expect_detections(got, pp["results"]["threshold=0.6,nms_threshold=0.3"], 1e-2f, false,
                     "Detector image-guided 0.6");
+}
+
+// ---- CLI contract ----
+
+TEST(OwlVitCli, DetectJsonlDumpAndPreprocess) {
+  auto g = shared_golden("patch32-768");
+  if (!g) GTEST_SKIP() << "../shared/fixtures not found: skipping the OWL-ViT CLI test";
+  const std::string out = temp_dir();
+  const std::string qf = out + "/queries.txt";
+  {
+    std::ofstream f(qf);
+    f << "a photo of a cat\n\na photo of a dog\n";
+  }
+  const std::string img = g->images + "/n01440764_tench.JPEG";
+  const auto [rc, text] = run_command(cli_path() + " detect --model " + g->model +
+                                      " --queries-file " + qf + " --threshold 0.77 --dump " + out +
+                                      " " + img + " " + out + "/missing.jpg 2>/dev/null");
+  EXPECT_EQ(rc, 1);  // the missing file fails alone
+  std::istringstream lines(text);
+  std::string l1, l2;
+  std::getline(lines, l1);
+  std::getline(lines, l2);
+  const Json a = Json::parse(l1), b = Json::parse(l2);
+  EXPECT_EQ(a["file"], img);
+  EXPECT_EQ(a["image_size"], Json::array({500, 375}));
+  const Json want = Json::parse(read_file_text(
+      g->root + "/patch32-768/postprocess.json"))["object_detection"]["n01440764_tench.JPEG/q2"]
+                                                 ["results"]["0.77"];
+  ASSERT_EQ(a["detections"].size(), want["scores"].size());
+  for (size_t i = 0; i < want["scores"].size(); ++i) {
+    EXPECT_NEAR(a["detections"][i]["score"].get<double>(), want["scores"][i].get<double>(), 1e-5);
+    EXPECT_EQ(a["detections"][i]["label"], "a photo of a cat");
+    for (int k = 0; k < 4; ++k)
+      EXPECT_NEAR(a["detections"][i]["box"][k].get<double>(),
+                  want["boxes_xyxy"][i][k].get<double>(), 1e-2);
+  }
+  EXPECT_TRUE(b.contains("error"));
+  const NpyArray logits = read_npy(out + "/n01440764_tench.JPEG.logits.npy");
+  EXPECT_EQ(logits.shape, (std::vector<int64_t>{576, 2}));
+  expect_close(logits.to_f32(), g->root + "/patch32-768/n01440764_tench.JPEG/q2.logits.npy", 2e-5,
+               "dumped logits");
+  const NpyArray boxes = read_npy(out + "/n01440764_tench.JPEG.pred_boxes.npy");
+  EXPECT_EQ(boxes.shape, (std::vector<int64_t>{576, 4}));
+  // preprocess --model OWLVIT_DIR: OwlViTImageProcessor's tensor.
+  const auto [rc2, text2] =
+      run_command(cli_path() + " preprocess --model " + g->model + " --out " + out + " " + img);
+  ASSERT_EQ(rc2, 0) << text2;
+  const NpyArray t = read_npy(out + "/n01440764_tench.JPEG.npy");
+  EXPECT_EQ(t.shape, (std::vector<int64_t>{3, 768, 768}));
+  EXPECT_EQ(
+      digest_hex(std::string_view(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size()),
+                 EVP_sha256()),
+      manifest(g->root)["preprocess"]["768"]["n01440764_tench.JPEG"]["pixel_values_sha256"]);
 }
 
 }  // namespace
