@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/command.h"
+#include "clipserve/detect.h"
 #include "clipserve/engine.h"
 #include "core/check.h"
 #include "server/server.h"
@@ -43,7 +44,10 @@ const char* kUsage =
     "  --max-body-mb N        request body limit, larger gets 413 (default 32)\n"
     "  --http-threads N       concurrent connections served (default 64)\n"
     "  --label-cache N        cached label prompt features (default 20000)\n"
-    "  --no-warmup            report ready at once (first requests will be slower)\n";
+    "  --no-warmup            report ready at once (first requests will be slower)\n"
+    "  --detect-model M       also serve POST /detect with this OWL-ViT model (directory or\n"
+    "                         hub name; loaded and warmed up before listening; docs/detect.md)\n"
+    "  --detect-batch N       largest detection vision batch (default 4)\n";
 
 int run_serve(int argc, char** argv) {
   Args args;
@@ -62,6 +66,8 @@ int run_serve(int argc, char** argv) {
       .option("max-body-mb")
       .option("http-threads")
       .option("label-cache")
+      .option("detect-model")
+      .option("detect-batch")
       .flag("no-warmup");
   args.parse(argc, argv);
   CS_CHECK_ARG(args.positional().empty(), "unexpected argument '", args.positional()[0],
@@ -114,6 +120,17 @@ int run_serve(int argc, char** argv) {
   auto fe = Engine::default_frontends(encoder->config());
   auto engine = Engine::create(std::move(encoder), std::move(fe), eo);
 
+  std::unique_ptr<Detector> detector;
+  if (auto dm = args.get("detect-model")) {
+    DetectorOptions dopt;
+    dopt.backend = eo.encoder.backend;
+    dopt.precision = eo.encoder.precision;
+    dopt.threads = eo.encoder.threads;
+    dopt.max_batch = args.get_int("detect-batch", 4);
+    dopt.warmup = eo.warmup;
+    detector = Detector::load(*dm, dopt);
+    so.detector = detector.get();
+  }
   server::Server server(*engine, so);
   const int port = server.bind();
   std::fprintf(stderr, "clipserve serve: model %s loaded in %.1f s; listening on http://%s:%d\n",

@@ -12,6 +12,7 @@
 #include "core/check.h"
 #include "engine/metrics.h"
 #include "server/codec.h"
+#include "server/routes_detect.h"
 
 namespace clipserve::server {
 
@@ -255,7 +256,8 @@ std::vector<std::string> multipart_fields(const httplib::Request& req, const std
 
 std::string endpoint_label(const httplib::Request& req) {
   static const char* kKnown[] = {"/v1/embeddings", "/embed",     "/classify", "/health/live",
-                                 "/health/ready",  "/v1/models", "/metrics",  "/labelsets"};
+                                 "/health/ready",  "/v1/models", "/metrics",  "/labelsets",
+                                 "/detect"};
   for (const char* k : kKnown) {
     if (req.path == k) return k;
   }
@@ -368,6 +370,8 @@ void Server::install_routes() {
           send_error(res, 500, "internal", "unknown error");
         }
       });
+
+  if (opt_.detector != nullptr) install_detect_routes(*http_, *opt_.detector, reg, draining_);
 
   auto require_ready = [this]() {
     if (draining_) CS_THROW(kUnavailable, "the server is shutting down");

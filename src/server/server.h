@@ -14,6 +14,10 @@ namespace httplib {
 class Server;
 }
 
+namespace clipserve {
+class Detector;
+}
+
 namespace clipserve::server {
 
 struct ServerOptions {
@@ -24,6 +28,7 @@ struct ServerOptions {
   int http_threads = 64;  ///< connections served at once (each keep-alive client holds one)
   int keep_alive_max_requests = 10000;
   int read_timeout_s = 30;
+  Detector* detector = nullptr;  ///< when set, POST /detect serves it (routes_detect.h)
 };
 
 /// Thread-safety: bind() then run() from one thread; stop() from any thread (a signal
