@@ -770,5 +770,33 @@ TEST(OwlVitCompact, DetectorEndToEnd) {
   }
 }
 
+// bf16 fast mode (oneDNN, AVX512-BF16; fp32 elsewhere): close to the fp32 goldens, not exact.
+TEST(OwlVitCompact, Bf16CloseToGoldens) {
+  const Golden g = compact_golden();
+  auto m = load(g.model);
+  const ModelConfig& cfg = m->loaded.config;
+  nn::BackendOptions bo;
+  bo.precision = "bf16";
+  auto be = nn::make_backend("cpu", cfg, m->towers, bo);
+  const std::string gd = g.root + "/", nail = "n03804744_nail.JPEG";
+  const auto px = pixels_of(g, nail, cfg.vision.image_size);
+  std::vector<float> hidden(static_cast<size_t>(cfg.vision.tokens()) * cfg.vision.width);
+  be->encode_image_tokens(px.data(), 1, hidden.data());
+  const owlvit::ImageHeads h =
+      owlvit::run_image_heads(m->heads, hidden.data(), owlvit::HeadImpl::kFast);
+  const std::vector<float> want = npy_f32(gd + nail + ".class_embeds.npy");
+  const int t = cfg.text.width;
+  double worst = 1;
+  for (int i = 0; i < h.boxes(); ++i) {
+    worst = std::min(worst, cosine(std::span<const float>(h.class_embeds.data() + i * t, t),
+                                   std::span<const float>(want.data() + i * t, t)));
+  }
+  EXPECT_GE(worst, 0.999) << be->precision();
+  const std::vector<float> boxes = npy_f32(gd + nail + ".pred_boxes.npy");
+  EXPECT_LE(max_abs_diff(h.pred_boxes, boxes), 5e-3f) << be->precision();
+  std::printf("bf16 (%s): worst class_embeds cosine %.6f, max |pred_boxes diff| %.2e\n",
+              be->precision().c_str(), worst, max_abs_diff(h.pred_boxes, boxes));
+}
+
 }  // namespace
 }  // namespace clipserve::test
