@@ -3,7 +3,7 @@
 // state, and a new query on a cached image. One JSON line per case on stdout.
 //
 //   build/bench/bench_detect --model DIR --image F [--precision fp32,bf16] [--batch 1,4]
-//                            [--threads 2] [--iters 5]
+//                            [--threads 2] [--iters 5] [--cases backend,detector]
 #include <omp.h>
 
 #include <algorithm>
@@ -62,7 +62,7 @@ std::vector<uint8_t> variant(const std::vector<uint8_t>& bytes, int i) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model, image, precisions = "fp32,bf16", batches = "1,4";
+  std::string model, image, precisions = "fp32,bf16", batches = "1,4", cases = "backend,detector";
   int threads = 2, iters = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
     if (k == "--batch") batches = v;
     if (k == "--threads") threads = std::stoi(v);
     if (k == "--iters") iters = std::stoi(v);
+    if (k == "--cases") cases = v;
   }
   if (model.empty() || image.empty()) {
     std::fprintf(stderr,
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
     bo.precision = prec;
     bo.threads = threads;
     auto be = clipserve::nn::make_backend("cpu", cfg, towers, bo);
-    for (const std::string& bs : split(batches)) {
+    for (const std::string& bs : split(cases.find("backend") != std::string::npos ? batches : "")) {
       const int n = std::stoi(bs);
       std::vector<float> pixels(px.size() * n), hidden(static_cast<size_t>(n) * tokens * d);
       for (int i = 0; i < n; ++i) std::copy(px.begin(), px.end(), pixels.begin() + i * px.size());
@@ -138,6 +139,7 @@ int main(int argc, char** argv) {
     be.reset();
 
     // ---- Detector end to end ----
+    if (cases.find("detector") == std::string::npos) continue;
     DetectorOptions o;
     o.precision = prec;
     o.threads = threads;
