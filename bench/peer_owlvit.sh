@@ -29,7 +29,7 @@ for i, r in enumerate(rows): a[i, :len(r)] = r
 np.save('$T/ids.npy', a)"
 PEER=(/usr/bin/python3 bench/torch_owlvit_peer.py "$T/m" --pixels "$T/$NAME.npy" --ids "$T/ids.npy"
       --threads "$THREADS")
-"${PEER[@]}" --batch 1 --iters 1 --check-dir "$T" --name "$NAME" | head -1
+"${PEER[@]}" --batch 1 --iters 1 --check-dir "$T" --name "$NAME"
 echo "# $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), $(nproc) CPUs, threads $THREADS, $ARCH"
 for r in $(seq "$ROUNDS"); do
   echo "# round $r"

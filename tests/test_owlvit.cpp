@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -257,6 +258,10 @@ void expect_close(const std::vector<float>& got, const std::string& golden_path,
   const std::vector<float> want = npy_f32(golden_path);
   ASSERT_EQ(got.size(), want.size()) << what;
   const float tol = static_cast<float>(rel) * max_abs(want);
+  if (std::getenv("OWLVIT_PRINT_DIFFS") != nullptr) {  // the precision reached, for docs
+    std::printf("%s: max|diff| / max|golden| = %.2e\n", what.c_str(),
+                max_abs_diff(got, want) / std::max(max_abs(want), 1e-30f));
+  }
   EXPECT_LE(max_abs_diff(got, want), tol) << what << " (max |golden| " << max_abs(want) << ")";
 }
 
