@@ -23,6 +23,7 @@
 #include "model_testing.h"
 #include "nn/backend.h"
 #include "nn/ref_kernels.h"
+#include "owlvit/draw.h"
 #include "owlvit/heads.h"
 #include "owlvit/postprocess.h"
 #include "testing.h"
@@ -801,6 +802,29 @@ TEST(OwlVitCompact, Bf16CloseToGoldens) {
   EXPECT_LE(max_abs_diff(h.pred_boxes, boxes), 5e-3f) << be->precision();
   std::printf("bf16 (%s): worst class_embeds cosine %.6f, max |pred_boxes diff| %.2e\n",
               be->precision().c_str(), worst, max_abs_diff(h.pred_boxes, boxes));
+}
+
+TEST(OwlVitDraw, BoxesAndTagsOnThePicture) {
+  const std::string src = data_dir() + "/owlvit/n03804744_nail.JPEG";  // L mode, 183 x 280
+  const MappedFile f(src);
+  const std::string out = temp_dir() + "/nail.png";
+  // One box partly outside the image (transformers' boxes are unclipped).
+  owlvit::draw_detections_png(f.bytes(), {{{20.0f, 40.0f, 120.0f, 300.0f}, 0, "a nail 0.42"}}, out,
+                              "nail");
+  const MappedFile pf(out);
+  image::DecodeOptions dopt;
+  const image::Image png = image::decode_image(pf.bytes(), dopt, out);
+  ASSERT_EQ(png.mode, image::Mode::kRGB);
+  ASSERT_EQ(png.width, 183);
+  ASSERT_EQ(png.height, 280);
+  const image::Image orig = image::decode_image(f.bytes(), dopt, src);
+  auto px = [&](int x, int y) { return png.row(y) + 3 * x; };
+  EXPECT_EQ(px(20, 100)[0], 230);  // left edge in label 0's colour
+  EXPECT_EQ(px(20, 100)[1], 25);
+  EXPECT_EQ(px(70, 100)[0], orig.row(100)[70]);  // inside the box: the image (gray)
+  EXPECT_EQ(px(70, 100)[1], orig.row(100)[70]);
+  EXPECT_EQ(px(5, 5)[2], orig.row(5)[5]);  // outside: untouched
+  EXPECT_THROW(owlvit::draw_detections_png(f.bytes(), {}, "/nonexistent/dir/x.png", "nail"), Error);
 }
 
 }  // namespace

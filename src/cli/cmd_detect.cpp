@@ -15,6 +15,7 @@
 #include "core/check.h"
 #include "core/file.h"
 #include "core/npy.h"
+#include "owlvit/draw.h"
 
 namespace clipserve::cli {
 
@@ -22,7 +23,7 @@ namespace {
 
 const char* kUsage =
     "usage: clipserve detect --model M (--queries \"a,b\" | --queries-file F | --example IMG)\n"
-    "                        [--threshold T] [--dump DIR] [options] IMAGE...\n"
+    "                        [--threshold T] [--dump DIR] [--draw DIR] [options] IMAGE...\n"
     "\n"
     "Open-vocabulary detection with OWL-ViT (transformers OwlViTForObjectDetection), numbers\n"
     "as transformers 4.30's. Prints one JSON line per image, in input order:\n"
@@ -44,6 +45,8 @@ const char* kUsage =
     "  --threshold T        keep score > T (default 0.1; 0.6 with --example)\n"
     "  --dump DIR           also write DIR/<file>.logits.npy [N, Q] (raw logits) and\n"
     "                       DIR/<file>.pred_boxes.npy [N, 4] (cx cy w h in [0, 1])\n"
+    "  --draw DIR           also write DIR/<file>.png: the image with its boxes and\n"
+    "                       \"label score\" tags drawn (colour per label)\n"
     "  --nms IOU            per-label NMS (not in transformers' text-query output)\n"
     "  --top-k K            keep the K best (sorted by score)\n"
     "  --sort               sort detections by score instead of patch order\n"
@@ -126,6 +129,7 @@ int run_detect(int argc, char** argv) {
       .option("example-box")
       .option("threshold")
       .option("dump")
+      .option("draw")
       .option("nms")
       .option("top-k")
       .option("batch")
@@ -169,6 +173,8 @@ int run_detect(int argc, char** argv) {
   p.truncate_queries = args.has("truncate");
   const auto dump = args.get("dump");
   if (dump) std::filesystem::create_directories(*dump);
+  const auto draw = args.get("draw");
+  if (draw) std::filesystem::create_directories(*draw);
 
   DetectorOptions o;
   o.backend = args.get_or("backend", "cpu");
@@ -210,6 +216,17 @@ int run_detect(int argc, char** argv) {
         const std::string base = *dump + "/" + std::filesystem::path(cur.file).filename().string();
         write_npy_f32(base + ".logits.npy", r.logits, {r.boxes, r.queries});
         write_npy_f32(base + ".pred_boxes.npy", r.pred_boxes, {r.boxes, 4});
+      }
+      if (draw) {
+        std::vector<owlvit::DrawBox> boxes;
+        for (const auto& d : r.detections) {
+          char tag[32];
+          std::snprintf(tag, sizeof tag, " %.2f", d.score);
+          boxes.push_back({d.box, d.label_index, (guided ? "example" : d.label) + tag});
+        }
+        owlvit::draw_detections_png(
+            read_file_bytes(cur.file), boxes,
+            *draw + "/" + std::filesystem::path(cur.file).filename().string() + ".png", cur.file);
       }
     } catch (const std::exception& e) {
       line = {{"file", cur.file}, {"error", e.what()}};
