@@ -9,7 +9,6 @@
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 
 #include "clipserve/detect.h"
@@ -17,7 +16,6 @@
 #include "clipserve/image.h"
 #include "core/file.h"
 #include "core/npy.h"
-#include "cpu/attention.h"
 #include "image/decode.h"
 #include "model/model_dir.h"
 #include "model/owlvit_format.h"
