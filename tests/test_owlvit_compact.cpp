@@ -214,5 +214,39 @@ TEST(OwlVitDraw, BoxesAndTagsOnThePicture) {
   EXPECT_THROW(owlvit::draw_detections_png(f.bytes(), {}, "/nonexistent/dir/x.png", "nail"), Error);
 }
 
+// transformers-style hub names resolve through the Hugging Face cache (offline here).
+TEST(OwlVitCompact, HubNameFromTheCache) {
+  const std::string cache = temp_dir() + "/hub";
+  const std::string commit(40, 'a');
+  const std::string repo = cache + "/models--google--owlvit-base-patch32";
+  fs::create_directories(repo + "/refs");
+  fs::create_directories(repo + "/snapshots/" + commit);
+  std::ofstream(repo + "/refs/main") << commit;
+  for (const char* f : {"config.json", "preprocessor_config.json", "model.safetensors"})
+    fs::copy_file(compact_model_dir() + "/" + f, repo + "/snapshots/" + commit + "/" + f);
+  setenv("HF_HUB_CACHE", cache.c_str(), 1);
+  setenv("HF_HUB_OFFLINE", "1", 1);
+  DetectorOptions opt;
+  opt.warmup = false;
+  std::unique_ptr<Detector> det;
+  EXPECT_NO_THROW(det = Detector::load("google/owlvit-base-patch32", opt));
+  try {
+    Detector::load("google/owlvit-base-patch16", opt);  // not cached: a clear error
+    ADD_FAILURE() << "an uncached model loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("owlvit-base-patch16"), std::string::npos) << e.what();
+  }
+  unsetenv("HF_HUB_CACHE");
+  unsetenv("HF_HUB_OFFLINE");
+  ASSERT_TRUE(det);
+  EXPECT_EQ(det->config().vision.image_size, 256);
+  try {
+    Detector::load("/no/such/dir", opt);
+    ADD_FAILURE() << "a missing directory loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+  }
+}
+
 }  // namespace
 }  // namespace clipserve::test

@@ -116,10 +116,18 @@ LoadedOwlVit load_owlvit(const std::string& model) {
   std::string dir = model;
   if (!fs::exists(model, ec)) {
     std::string name = model;
-    // transformers-style names: google/owlvit-base-patch32 means the hub repository.
-    if (!starts_with(name, "hf-hub:") && name.find('/') != std::string::npos &&
-        name.find("owlvit") != std::string::npos)
+    // transformers-style names: ORG/NAME (google/owlvit-base-patch32) is a hub repository.
+    const size_t slash = name.find('/');
+    const bool org_name = slash != std::string::npos && slash > 0 && name[0] != '.' &&
+                          name.find('/', slash + 1) == std::string::npos && slash + 1 < name.size();
+    if (!starts_with(name, "hf-hub:")) {
+      if (!org_name) {
+        CS_THROW(kNotFound, "model '", model,
+                 "' is not a directory nor a hub name (google/owlvit-base-patch32, "
+                 "google/owlvit-base-patch16, google/owlvit-large-patch14, hf-hub:ORG/NAME)");
+      }
       name = "hf-hub:" + name;
+    }
     dir = resolve_model(name, hub_options_from_env()).dir;
   }
   CS_CHECK_ARG(fs::is_directory(dir, ec), model, ": model directory not found");
