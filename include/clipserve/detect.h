@@ -28,8 +28,9 @@
 // max_batch images from concurrent calls on one worker thread, which also encodes queries.
 //
 // Errors: Error(kInvalidArgument) for bad images (naming `name`), empty or too long queries
-// (naming the query), bad parameters; Error(kUnsupported) for checkpoints that are not OWL-ViT
-// v1. Nothing is cached for a failed request.
+// (naming the query), bad parameters, and checkpoints that are not OWL-ViT v1 (unknown
+// tensors are named); Error(kNotFound) for a model that is neither a directory nor a hub
+// repository. An image that fails is not cached.
 #pragma once
 
 #include <array>
