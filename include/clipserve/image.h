@@ -31,6 +31,10 @@ struct PreprocessOptions {
   /// Use the plain reference implementation (full decode, full resize, then crop): slow, for
   /// tests. The default path gives bit-identical results.
   bool reference = false;
+  /// transformers' OwlViTImageProcessor instead of open_clip's transform: convert("RGB")
+  /// first, then Pillow bicubic straight to S x S (aspect ratio not kept, nothing cropped).
+  /// Set by from() for resize_mode "squash_rgb_first" (OWL-ViT models).
+  bool squash_rgb_first = false;
 
   static PreprocessOptions from(const PreprocessConfig& cfg);
 };
@@ -40,6 +44,11 @@ struct PreprocessOptions {
 void preprocess_image(std::span<const uint8_t> bytes, const PreprocessOptions& opt, float* out,
                       const std::string& name = "<memory>");
 std::vector<float> preprocess_file(const std::string& path, const PreprocessOptions& opt);
+/// preprocess_image that also reports the decoded image's width and height (after the EXIF
+/// orientation when opt.apply_exif_orientation): detection boxes are scaled to it. Only the
+/// squash_rgb_first transform reports them; the open_clip transform sets both to 0.
+void preprocess_image(std::span<const uint8_t> bytes, const PreprocessOptions& opt, float* out,
+                      const std::string& name, int* width, int* height);
 
 /// The S x S x 3 uint8 RGB crop (rows, columns, RGB) that ToTensor/Normalize turn into the
 /// tensor: for callers that normalize elsewhere (e.g. on a GPU). Same errors as above.

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/command.h"
+#include "clipserve/detect.h"
 #include "clipserve/engine.h"
 #include "core/check.h"
 #include "server/server.h"
@@ -69,7 +70,10 @@ const char* kUsage =
     "  --max-prompt-bytes N   bytes of those prompts together (default 16777216)\n"
     "  --max-label-sets N     registered label sets (default 1000)\n"
     "  --label-cache N        cached label prompt features (default 20000)\n"
-    "  --no-warmup            report ready at once (first requests will be slower)\n";
+    "  --no-warmup            report ready at once (first requests will be slower)\n"
+    "  --detect-model M       also serve POST /detect with this OWL-ViT model (directory or\n"
+    "                         hub name; loaded and warmed up before listening; docs/detect.md)\n"
+    "  --detect-batch N       largest detection vision batch (default 4)\n";
 
 std::vector<std::string> split_commas_cli(const std::string& s) {
   std::vector<std::string> out;
@@ -126,6 +130,8 @@ int run_serve(int argc, char** argv) {
       .option("write-timeout-s")
       .option("shutdown-timeout-s")
       .option("label-cache")
+      .option("detect-model")
+      .option("detect-batch")
       .flag("no-warmup");
   args.parse(argc, argv);
   CS_CHECK_ARG(args.positional().empty(), "unexpected argument '", args.positional()[0],
@@ -225,6 +231,17 @@ int run_serve(int argc, char** argv) {
   auto fe = Engine::default_frontends(encoder->config(), max_image_pixels);
   auto engine = Engine::create(std::move(encoder), std::move(fe), eo);
 
+  std::unique_ptr<Detector> detector;
+  if (auto dm = args.get("detect-model")) {
+    DetectorOptions dopt;
+    dopt.backend = eo.encoder.backend;
+    dopt.precision = eo.encoder.precision;
+    dopt.threads = eo.encoder.threads;
+    dopt.max_batch = args.get_int("detect-batch", 4);
+    dopt.warmup = eo.warmup;
+    detector = Detector::load(*dm, dopt);
+    so.detector = detector.get();
+  }
   server::Server server(*engine, so);
   const int port = server.bind();
   std::fprintf(stderr, "clipserve serve: model %s loaded in %.1f s; listening on http://%s:%d\n",

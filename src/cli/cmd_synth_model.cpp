@@ -5,6 +5,7 @@
 #include "cli/command.h"
 #include "clipserve/model_config.h"
 #include "core/check.h"
+#include "model/owlvit_synthetic.h"
 #include "model/synthetic.h"
 
 namespace clipserve::cli {
@@ -29,6 +30,15 @@ int run(int argc, char** argv) {
   } catch (const std::logic_error&) {
     CS_THROW(kInvalidArgument, "--seed must be a non-negative integer, got ", seed_text);
   }
+  if (args.has("arch") && args.get("arch")->find("owlvit-") != std::string::npos) {
+    // OWL-ViT detection checkpoints: transformers layout (docs/detect.md).
+    const std::string out = *args.get("out");
+    write_synthetic_owlvit(owlvit_arch_config(*args.get("arch")), seed, out,
+                           args.get_int("threads", 0));
+    std::fprintf(stderr, "wrote %s/config.json, preprocessor_config.json, model.safetensors\n",
+                 out.c_str());
+    return 0;
+  }
   ModelConfig cfg = args.has("arch") ? builtin_model_config(*args.get("arch"))
                                      : load_model_config(*args.get("config"));
   std::string out = *args.get("out");
@@ -46,7 +56,9 @@ const bool registered = register_command({
     "Writes DIR/open_clip_config.json and DIR/open_clip_model.safetensors with the\n"
     "deterministic synthetic weights of ../shared/fixtures/SYNTHETIC.md (spec v1).\n"
     "  --arch NAME     a built-in architecture (ViT-B-32, ViT-B-32-quickgelu, ViT-B-16,\n"
-    "                  ViT-B-16-quickgelu, ViT-L-14, ViT-L-14-quickgelu, ViT-L-14-336)\n"
+    "                  ViT-B-16-quickgelu, ViT-L-14, ViT-L-14-quickgelu, ViT-L-14-336), or\n"
+    "                  owlvit-base-patch32, owlvit-base-patch16, owlvit-large-patch14: an\n"
+    "                  OWL-ViT detection checkpoint in transformers' layout (docs/detect.md)\n"
     "  --config FILE   an open_clip_config.json (model_cfg + preprocess_cfg) or bare model_cfg\n"
     "  --seed N        seed (default 0)\n"
     "  --threads N     generator threads (default: all cores)\n",

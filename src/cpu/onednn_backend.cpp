@@ -117,6 +117,13 @@ class CpuBackend final : public nn::Backend {
     forward_images(pixels, n, out, /*gemm_only=*/false);
   }
 
+  void encode_image_tokens(const float* pixels, int n, float* out) override {
+    CS_CHECK_ARG(n >= 0, "encode_image_tokens: negative batch size ", n);
+    if (n == 0) return;
+    apply_threads();
+    forward_images(pixels, n, out, /*gemm_only=*/false, /*all_tokens=*/true);
+  }
+
   void encode_texts(const std::vector<std::vector<int32_t>>& ids, float* out) override {
     const std::vector<int> eot = nn::check_text_batch(cfg_, ids);
     if (ids.empty()) return;
@@ -371,7 +378,10 @@ class CpuBackend final : public nn::Backend {
     }
   }
 
-  void forward_images(const float* pixels, int n, float* out, bool gemm_only) {
+  // all_tokens: out receives the n x tokens x width hidden state before ln_post instead of
+  // the pooled, projected features.
+  void forward_images(const float* pixels, int n, float* out, bool gemm_only,
+                      bool all_tokens = false) {
     const nn::TowerShape& s = vis_.shape;
     const int S = vis_.image_size, p = vis_.patch, g = vis_.grid, w = s.width;
     const int tokens = vis_.tokens(), pp = 3 * p * p;
@@ -426,6 +436,10 @@ class CpuBackend final : public nn::Backend {
     run_blocks(vis_blocks_, s, static_cast<int>(m), seqs, false, gemm_only);
     strm_.wait();
     if (gemm_only) return;
+    if (all_tokens) {
+      std::memcpy(out, x_.data(), sizeof(float) * m * w);
+      return;
+    }
     std::vector<float> pooled(static_cast<size_t>(n) * w);
     for (int b = 0; b < n; ++b) {
       kernels().layer_norm(x_.data() + static_cast<long>(b) * tokens * w, 1, w, vis_.ln_post_w,

@@ -17,6 +17,7 @@ PreprocessOptions PreprocessOptions::from(const PreprocessConfig& cfg) {
   o.size = cfg.size;
   o.mean = cfg.mean;
   o.std = cfg.std;
+  o.squash_rgb_first = cfg.resize_mode == "squash_rgb_first";
   return o;
 }
 
@@ -87,9 +88,40 @@ Image crop_fast_chain(std::span<const uint8_t> bytes, const PreprocessOptions& o
   return crop;
 }
 
+// OwlViTImageProcessor on Image.open(f).convert("RGB"): the conversion comes first (alpha
+// dropped, 16-bit gray clipped, palette looked up), then an S x S resize of the RGB image.
+Image squash_rgb_first_chain(std::span<const uint8_t> bytes, const PreprocessOptions& opt,
+                             const std::string& name, int* width, int* height) {
+  image::DecodeOptions dopt;
+  dopt.max_pixels = opt.max_pixels;
+  dopt.png_reference = opt.reference;
+  Image img = image::decode_image(bytes, dopt, name);
+  if (opt.apply_exif_orientation) img = image::apply_orientation(img, img.exif_orientation);
+  if (width != nullptr) *width = img.width;
+  if (height != nullptr) *height = img.height;
+  Image rgb;
+  rgb.allocate(image::Mode::kRGB, img.width, img.height, false);
+  image::convert_rgb(img, rgb.bytes.data());
+  const int S = opt.size;
+  image::Geometry g;
+  g.resized_w = S;
+  g.resized_h = S;
+  g.resize = img.width != S || img.height != S;
+  if (opt.reference) return g.resize ? image::resize_reference(rgb, S, S) : rgb;
+  return image::resize_crop(rgb, g, S);
+}
+
 std::vector<uint8_t> rgb8(std::span<const uint8_t> bytes, const PreprocessOptions& opt,
-                          const std::string& name) {
+                          const std::string& name, int* width = nullptr, int* height = nullptr) {
   CS_CHECK_ARG(opt.size > 0 && opt.size <= 8192, name, ": invalid preprocess size ", opt.size);
+  if (width != nullptr) *width = 0;
+  if (height != nullptr) *height = 0;
+  if (opt.squash_rgb_first) {
+    const Image out = squash_rgb_first_chain(bytes, opt, name, width, height);
+    CS_ASSERT(out.mode == image::Mode::kRGB && out.width == opt.size && out.height == opt.size);
+    return std::vector<uint8_t>(out.bytes.begin(),
+                                out.bytes.begin() + static_cast<long>(opt.size) * opt.size * 3);
+  }
   const Image crop =
       opt.reference ? crop_reference_chain(bytes, opt, name) : crop_fast_chain(bytes, opt, name);
   std::vector<uint8_t> rgb(static_cast<size_t>(opt.size) * opt.size * 3);
@@ -110,7 +142,12 @@ void normalize_rgb8(const uint8_t* rgb, const PreprocessOptions& opt, float* out
 
 void preprocess_image(std::span<const uint8_t> bytes, const PreprocessOptions& opt, float* out,
                       const std::string& name) {
-  const std::vector<uint8_t> rgb = rgb8(bytes, opt, name);
+  preprocess_image(bytes, opt, out, name, nullptr, nullptr);
+}
+
+void preprocess_image(std::span<const uint8_t> bytes, const PreprocessOptions& opt, float* out,
+                      const std::string& name, int* width, int* height) {
+  const std::vector<uint8_t> rgb = rgb8(bytes, opt, name, width, height);
   if (opt.reference) {
     image::normalize_reference(rgb.data(), opt.size, opt.size, opt.mean, opt.std, out);
   } else {

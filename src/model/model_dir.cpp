@@ -8,6 +8,7 @@
 #include "model/hf_format.h"
 #include "model/hub_names.h"
 #include "model/layout.h"
+#include "model/owlvit_format.h"
 #include "model/safetensors.h"
 #include "model/torch_zip.h"
 
@@ -92,7 +93,10 @@ ModelConfig load_model_dir_config(const std::string& dir) {
   std::string pre = exists(dir + "/preprocessor_config.json")
                         ? read_file_text(dir + "/preprocessor_config.json")
                         : std::string();
-  return parse_hf_clip_config(read_file_text(dir + "/config.json"), dir + "/config.json", pre);
+  const std::string config = read_file_text(dir + "/config.json");
+  // OWL-ViT's towers are CLIP's: its config (preprocessing included) is that of its towers.
+  if (is_owlvit_config(config)) return parse_owlvit_config(config, dir + "/config.json", pre);
+  return parse_hf_clip_config(config, dir + "/config.json", pre);
 }
 
 LoadedModel load_model_dir(const std::string& dir,
@@ -103,6 +107,12 @@ LoadedModel load_model_dir(const std::string& dir,
     return load_model(dir);
   }
   ModelFormat fmt = detect_model_format(dir);
+  if ((fmt == ModelFormat::kHfSafetensors || fmt == ModelFormat::kHfTorch) &&
+      is_owlvit_config(read_file_text(dir + "/config.json"))) {
+    CS_THROW(kUnsupported, dir,
+             ": an OWL-ViT detection model (OwlViTForObjectDetection): use `clipserve detect` "
+             "or clipserve::Detector (include/clipserve/detect.h)");
+  }
   ModelConfig cfg = config_override ? *config_override : load_model_dir_config(dir);
   WeightMap w;
   switch (fmt) {

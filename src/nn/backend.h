@@ -30,6 +30,10 @@ class Backend {
   /// pixels: n x 3 x S x S float32 (S = cfg.vision.image_size); out: n x embed_dim, the raw
   /// (unnormalized) features of open_clip's encode_image.
   virtual void encode_images(const float* pixels, int n, float* out) = 0;
+  /// The vision tower's last hidden state over every token, before ln_post (transformers'
+  /// `vision_model(...).last_hidden_state`): out is n x tokens x width, token 0 the class
+  /// token, then the patches row-major. Detection heads (OWL-ViT) read all of it.
+  virtual void encode_image_tokens(const float* pixels, int n, float* out) = 0;
   /// Each row: token ids with start and end token, no padding, 1..context_length ids, each
   /// in [0, vocab_size). The pooled position is the first position of the largest id.
   virtual void encode_texts(const std::vector<std::vector<int32_t>>& ids, float* out) = 0;

@@ -31,14 +31,36 @@ class ReferenceBackend final : public Backend {
 
   void encode_images(const float* pixels, int n, float* out) override {
     CS_CHECK_ARG(n >= 0, "encode_images: negative batch size ", n);
+    const VisionWeights& v = w_.vision;
+    const int wd = v.shape.width;
+    std::vector<float> x(static_cast<size_t>(v.tokens()) * wd);
+    std::vector<float> pooled(wd);
+    for (int b = 0; b < n; ++b) {
+      encode_one_image(pixels + static_cast<long>(b) * 3 * v.image_size * v.image_size, x.data());
+      ref::layer_norm(x.data(), 1, wd, v.ln_post_w, v.ln_post_b, pooled.data());
+      project(pooled.data(), wd, v.proj, out + static_cast<long>(b) * w_.embed_dim);
+    }
+  }
+
+  void encode_image_tokens(const float* pixels, int n, float* out) override {
+    CS_CHECK_ARG(n >= 0, "encode_image_tokens: negative batch size ", n);
+    const VisionWeights& v = w_.vision;
+    const long per = static_cast<long>(v.tokens()) * v.shape.width;
+    for (int b = 0; b < n; ++b) {
+      encode_one_image(pixels + static_cast<long>(b) * 3 * v.image_size * v.image_size,
+                       out + b * per);
+    }
+  }
+
+  // The vision tower up to (not including) ln_post for one image: x is tokens x width.
+  void encode_one_image(const float* img, float* x_out) {
     if (threads_ > 0) omp_set_num_threads(threads_);  // per-thread setting: the caller's
     const VisionWeights& v = w_.vision;
     const int s = v.image_size, p = v.patch, g = v.grid, wd = v.shape.width;
     const int tokens = v.tokens();
     std::vector<float> patches(static_cast<size_t>(g) * g * 3 * p * p);
-    std::vector<float> x(static_cast<size_t>(tokens) * wd);
-    for (int b = 0; b < n; ++b) {
-      const float* img = pixels + static_cast<long>(b) * 3 * s * s;
+    float* x = x_out;
+    {
       // Patch vectors in the conv weight's (channel, ky, kx) order: conv1 = one linear map.
       for (int gy = 0; gy < g; ++gy) {
         for (int gx = 0; gx < g; ++gx) {
@@ -52,14 +74,11 @@ class ReferenceBackend final : public Backend {
           }
         }
       }
-      ref::linear(patches.data(), g * g, 3 * p * p, v.conv1_w, nullptr, wd, x.data() + wd);
-      std::copy(v.class_emb, v.class_emb + wd, x.data());
+      ref::linear(patches.data(), g * g, 3 * p * p, v.conv1_w, nullptr, wd, x + wd);
+      std::copy(v.class_emb, v.class_emb + wd, x);
       for (long i = 0; i < static_cast<long>(tokens) * wd; ++i) x[i] += v.pos_emb[i];
-      ref::layer_norm(x.data(), tokens, wd, v.ln_pre_w, v.ln_pre_b, x.data());
-      run_blocks(v.blocks, v.shape, x.data(), tokens, /*causal=*/false);
-      std::vector<float> pooled(wd);
-      ref::layer_norm(x.data(), 1, wd, v.ln_post_w, v.ln_post_b, pooled.data());
-      project(pooled.data(), wd, v.proj, out + static_cast<long>(b) * w_.embed_dim);
+      ref::layer_norm(x, tokens, wd, v.ln_pre_w, v.ln_pre_b, x);
+      run_blocks(v.blocks, v.shape, x, tokens, /*causal=*/false);
     }
   }
 

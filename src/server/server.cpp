@@ -15,6 +15,7 @@
 #include "server/connection.h"
 #include "server/http_util.h"
 #include "server/routes.h"
+#include "server/routes_detect.h"
 #include "server/routes_web.h"
 
 namespace clipserve::server {
@@ -24,7 +25,8 @@ std::string endpoint_label(const httplib::Request& req) {
   static const char* kKnown[] = {
       "/v1/embeddings", "/embed",   "/classify",  "/health/live",    "/health/ready",
       "/v1/models",     "/metrics", "/labelsets", "/embeddings",     "/models",
-      "/ping",          "/predict", "/v2",        "/v2/health/live", "/v2/health/ready"};
+      "/ping",          "/predict", "/v2",        "/v2/health/live", "/v2/health/ready",
+      "/detect"};
   for (const char* k : kKnown) {
     if (req.path == k) return k;
   }
@@ -308,6 +310,7 @@ void Server::install_routes() {
   };
 
   install_web_routes(*http_);
+  if (opt_.detector != nullptr) install_detect_routes(*http_, *opt_.detector, reg, draining_);
   http_->Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"live\"}", "application/json");
   });

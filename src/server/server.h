@@ -17,6 +17,10 @@ namespace httplib {
 class Server;
 }
 
+namespace clipserve {
+class Detector;
+}
+
 namespace clipserve::server {
 
 class Router;
@@ -59,6 +63,7 @@ struct ServerOptions {
   std::vector<std::string> model_names;
   /// Image URLs in requests: fetched only from these hosts (off when `allow` is empty).
   UrlFetchOptions url_fetch;
+  Detector* detector = nullptr;  ///< when set, POST /detect serves it (routes_detect.h)
 
   static std::vector<std::string> default_allowed_hosts(const std::string& bind_host);
 };
