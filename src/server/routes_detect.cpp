@@ -9,12 +9,14 @@
 #include "core/check.h"
 #include "engine/metrics.h"
 #include "server/codec.h"
+#include "server/http_util.h"
 
 namespace clipserve::server {
 
 namespace {
 
-using json = nlohmann::ordered_json;
+using json = nlohmann::ordered_json;  // the answer keeps its field order
+using in_json = nlohmann::json;       // what parse_json_body gives
 
 struct DetectRequest {
   std::vector<uint8_t> image;
@@ -24,20 +26,6 @@ struct DetectRequest {
   DetectParams params;
   bool threshold_given = false, nms_given = false;
 };
-
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t end = s.find(',', pos);
-    if (end == std::string::npos) end = s.size();
-    std::string q = s.substr(pos, end - pos);
-    const auto b = q.find_first_not_of(" \t"), e = q.find_last_not_of(" \t");
-    if (b != std::string::npos) out.push_back(q.substr(b, e - b + 1));
-    pos = end + 1;
-  }
-  return out;
-}
 
 float to_float(const std::string& s, const char* what) {
   try {
@@ -49,9 +37,7 @@ float to_float(const std::string& s, const char* what) {
   CS_THROW(kInvalidArgument, "'", what, "' must be a number, got '", s, "'");
 }
 
-bool to_bool(const std::string& s) { return s == "1" || s == "true" || s == "yes" || s == "on"; }
-
-std::array<float, 4> box_of(const json& j) {
+std::array<float, 4> box_of(const in_json& j) {
   CS_CHECK_ARG(j.is_array() && j.size() == 4, "'example_box' must be [x0, y0, x1, y1]");
   std::array<float, 4> b{};
   for (int i = 0; i < 4; ++i) {
@@ -61,26 +47,37 @@ std::array<float, 4> box_of(const json& j) {
   return b;
 }
 
-// Options as strings (query parameters, multipart fields) or JSON values.
+// Options as strings (query parameters, multipart fields) or JSON values. An unknown name is
+// a 400 naming it (a misspelt option must not be silently ignored).
 void apply_option(DetectRequest& r, const std::string& key, const std::string& v) {
-  if (key == "threshold") r.params.threshold = to_float(v, "threshold"), r.threshold_given = true;
-  if (key == "nms") r.params.nms_iou = to_float(v, "nms"), r.nms_given = true;
-  if (key == "top_k") r.params.top_k = static_cast<int>(to_float(v, "top_k"));
-  if (key == "clip_boxes") r.params.clip_boxes = to_bool(v);
-  if (key == "sort") r.params.sort_by_score = to_bool(v);
-  if (key == "truncate") r.params.truncate_queries = to_bool(v);
-  if (key == "queries") {
-    for (auto& q : split_commas(v)) r.queries.push_back(std::move(q));
-  }
-  if (key == "example_box") {
+  if (key == "threshold") {
+    r.params.threshold = to_float(v, "threshold");
+    r.threshold_given = true;
+  } else if (key == "nms") {
+    r.params.nms_iou = to_float(v, "nms");
+    r.nms_given = true;
+  } else if (key == "top_k") {
+    r.params.top_k = int_param(v, "top_k", 0);
+  } else if (key == "clip_boxes") {
+    r.params.clip_boxes = bool_param(v, "clip_boxes");
+  } else if (key == "sort") {
+    r.params.sort_by_score = bool_param(v, "sort");
+  } else if (key == "truncate") {
+    r.params.truncate_queries = bool_param(v, "truncate");
+  } else if (key == "queries") {
+    for (auto& q : list_param(v, "queries")) r.queries.push_back(std::move(q));
+  } else if (key == "example_box") {
     const auto parts = split_commas(v);
     CS_CHECK_ARG(parts.size() == 4, "'example_box' must be x0,y0,x1,y1");
     r.example_box = std::array<float, 4>{};
     for (int i = 0; i < 4; ++i) (*r.example_box)[i] = to_float(parts[i], "example_box");
+  } else if (key != "timings") {
+    CS_THROW(kInvalidArgument, "unknown parameter '", key,
+             "' (known: threshold, nms, top_k, clip_boxes, sort, truncate, queries, example_box)");
   }
 }
 
-std::vector<uint8_t> image_of(const json& v, const char* what) {
+std::vector<uint8_t> image_of(const in_json& v, const char* what) {
   CS_CHECK_ARG(v.is_string(), "'", what, "' must be a base64 string");
   return base64_decode(v.get<std::string>(), what);
 }
@@ -104,17 +101,14 @@ DetectRequest parse(const httplib::Request& req) {
   } else if (type.rfind("image/", 0) == 0 || type == "application/octet-stream") {
     r.image.assign(req.body.begin(), req.body.end());
   } else {
-    json body;
-    try {
-      body = json::parse(req.body);
-    } catch (const json::exception& e) {
-      CS_THROW(kInvalidArgument, "request body is not valid JSON: ", e.what());
-    }
-    CS_CHECK_ARG(body.is_object(), "request body must be a JSON object");
+    const in_json body = parse_json_body(
+        req, ", an image (image/* or application/octet-stream) or multipart/form-data");
+    check_fields(body, {"image", "queries", "example", "threshold", "nms", "top_k", "clip_boxes",
+                        "sort", "truncate", "timings"});
     CS_CHECK_ARG(body.contains("image"), "missing 'image' (base64)");
     r.image = image_of(body["image"], "image");
     if (body.contains("queries")) {
-      const json& q = body["queries"];
+      const in_json& q = body["queries"];
       CS_CHECK_ARG(q.is_array() || q.is_string(), "'queries' must be an array of strings");
       if (q.is_string()) {
         r.queries.push_back(q.get<std::string>());
@@ -126,7 +120,7 @@ DetectRequest parse(const httplib::Request& req) {
       }
     }
     if (body.contains("example")) {
-      const json& e = body["example"];
+      const in_json& e = body["example"];
       if (e.is_object()) {
         CS_CHECK_ARG(e.contains("image"), "'example' needs an 'image' (base64)");
         r.example = image_of(e["image"], "example.image");

@@ -81,6 +81,7 @@ function el(tag, attrs = {}, ...children) {
 
 // ---- status strip ----
 let models = [];
+let detectServed = null;
 async function refreshStatus() {
   try {
     const m = await api("GET", "/v1/models");
@@ -88,8 +89,17 @@ async function refreshStatus() {
     const first = models[0] || {};
     const prec = first.precision ? ` · ${first.precision}` : "";
     $("st-model").textContent = "model: " + (models.map((x) => x.id).join(", ") || "?") + prec;
-    $("tab-detect").hidden = !models.some((x) => x.task === "detect" || x.type === "detect" ||
-                                                (x.tasks || []).includes("detect"));
+    if (detectServed === null) {
+      // POST /detect exists only when the server was started with --detect-model: an empty
+      // request is a 400 there and a 404 elsewhere.
+      try {
+        const r = await fetch("/detect", { method: "POST", body: "{}",
+          headers: Object.assign({ "Content-Type": "application/json" },
+                                 apiKey ? { Authorization: "Bearer " + apiKey } : {}) });
+        detectServed = r.status !== 404 && r.status !== 401;
+      } catch (e) { detectServed = false; }
+      $("tab-detect").hidden = !detectServed;
+    }
   } catch (e) { $("st-model").textContent = "model: " + e.message; }
   try {
     const r = await fetch("/health/ready");
