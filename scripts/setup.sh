@@ -11,11 +11,13 @@ PKGS=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev libtiff-dev libgif-dev
   libcpp-httplib-dev libssl-dev libcurl4-openssl-dev
   python3 python3-numpy python3-pil wrk curl
+  libsqlite3-dev libhnswlib-dev sqlite3  # collections (src/index/)
 )
 # `setup.sh --bench` adds the peers of the benchmarks (bench/peer_torch.sh): PyTorch with
 # OpenBLAS (with Debian's reference BLAS instead, PyTorch is ~15x slower).
 if [ "${1:-}" = "--bench" ]; then
   PKGS+=(python3-torch libopenblas0-pthread)
+  PKGS+=(python3-hnswlib python3-faiss)  # collections benchmark peers (bench/ann_bench.py)
 fi
 missing=()
 for p in "${PKGS[@]}"; do
