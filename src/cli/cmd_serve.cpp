@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "clipserve/engine.h"
 #include "core/check.h"
+#include "server/routes_index.h"
 #include "server/server.h"
 
 namespace clipserve::cli {
@@ -43,7 +44,9 @@ const char* kUsage =
     "  --max-body-mb N        request body limit, larger gets 413 (default 32)\n"
     "  --http-threads N       concurrent connections served (default 64)\n"
     "  --label-cache N        cached label prompt features (default 20000)\n"
-    "  --no-warmup            report ready at once (first requests will be slower)\n";
+    "  --no-warmup            report ready at once (first requests will be slower)\n"
+    "  --collections DIR      serve the collections in DIR under /indexes (new ones are\n"
+    "                         created there; docs/collections.md)\n";
 
 int run_serve(int argc, char** argv) {
   Args args;
@@ -62,6 +65,7 @@ int run_serve(int argc, char** argv) {
       .option("max-body-mb")
       .option("http-threads")
       .option("label-cache")
+      .option("collections")
       .flag("no-warmup");
   args.parse(argc, argv);
   CS_CHECK_ARG(args.positional().empty(), "unexpected argument '", args.positional()[0],
@@ -115,6 +119,12 @@ int run_serve(int argc, char** argv) {
   auto engine = Engine::create(std::move(encoder), std::move(fe), eo);
 
   server::Server server(*engine, so);
+  std::unique_ptr<server::IndexRoutes> index_routes;
+  if (auto dir = args.get("collections")) {
+    index_routes = server::register_index_routes(server.http(), *engine, {*dir});
+    std::fprintf(stderr, "clipserve serve: %zu collections in %s\n", index_routes->names().size(),
+                 dir->c_str());
+  }
   const int port = server.bind();
   std::fprintf(stderr, "clipserve serve: model %s loaded in %.1f s; listening on http://%s:%d\n",
                engine->model_id().c_str(),

@@ -40,6 +40,8 @@ class Server {
   /// Stops accepting, lets requests in flight finish, makes run() return. Idempotent.
   void stop();
   bool draining() const { return draining_; }
+  /// The underlying server, for route sets that live in their own files (routes_index.h).
+  httplib::Server& http() { return *http_; }
 
  private:
   void install_routes();
