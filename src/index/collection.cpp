@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -202,23 +203,29 @@ std::vector<std::pair<int64_t, std::string>> snapshots(const std::string& dir) {
   return out;
 }
 
-// Adds rows (label, vector blob) to the index on all cores.
+// Runs fn(0..n-1) on up to 8 threads (hnswlib inserts distinct labels concurrently).
+void parallel_for(size_t n, const std::function<void(size_t)>& fn) {
+  const unsigned threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads && n > 256; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+}
+
+// Adds rows (label, vector) to the index on all cores.
 void add_rows(index::VectorIndex& ann,
               const std::vector<std::pair<int64_t, std::vector<float>>>& rows, int dim) {
   ann.reserve(ann.size() + ann.deleted() + static_cast<int64_t>(rows.size()));
-  const int threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    std::vector<float> unit(static_cast<size_t>(dim));
-    for (size_t i; (i = next.fetch_add(1)) < rows.size();) {
-      if (index::normalize(rows[i].second.data(), dim, unit.data()))
-        ann.add(rows[i].first, unit.data());
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads && rows.size() > 256; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+  parallel_for(rows.size(), [&](size_t i) {
+    thread_local std::vector<float> unit;
+    unit.resize(static_cast<size_t>(dim));
+    if (index::normalize(rows[i].second.data(), dim, unit.data()))
+      ann.add(rows[i].first, unit.data());
+  });
 }
 
 // Reads rows `SELECT row, vector ... ` in chunks and adds them to the index.
@@ -468,11 +475,13 @@ std::vector<UpsertResult> Collection::upsert(std::vector<DocumentInput> docs) {
   {
     auto lock = m.write_lock();
     m.ann->reserve(m.ann->size() + m.ann->deleted() + static_cast<int64_t>(written.size()));
-    std::vector<float> unit(static_cast<size_t>(m.settings.dim));
-    for (const auto& [row, i] : written) {
-      index::normalize(docs[i].vector.data(), m.settings.dim, unit.data());
-      m.ann->add(row, unit.data());
-    }
+    const int dim = m.settings.dim;
+    parallel_for(written.size(), [&](size_t k) {
+      thread_local std::vector<float> unit;
+      unit.resize(static_cast<size_t>(dim));
+      index::normalize(docs[written[k].second].vector.data(), dim, unit.data());
+      m.ann->add(written[k].first, unit.data());
+    });
     m.dirty = true;
   }
   for (const auto& [row, i] : written) out[i].ok = true;
