@@ -389,6 +389,9 @@ TEST(Collection, ReopenLoadsTheSnapshotCatchesUpOrRebuilds) {
     c->snapshot();
     EXPECT_EQ(c->stats().snapshot_seq, c->stats().seq);
     for (auto& r : c->upsert(make_docs(300, dim, 6, 500))) ASSERT_TRUE(r.ok);
+    const int64_t snap = c->stats().snapshot_seq;
+    c->snapshot(301);  // only 300 changed: not yet
+    EXPECT_EQ(c->stats().snapshot_seq, snap);
     EXPECT_EQ(c->remove({"doc1", "doc2", "doc600"}), 3);
     before = ids_of(c->search(q));
     // A copy taken now looks like a crash: a snapshot older than SQLite.

@@ -180,8 +180,11 @@ class Collection {
   /// Sets the default HNSW beam width (waits for searches in flight).
   void set_ef_search(int ef);
 
-  /// Writes the HNSW snapshot now (atomically: temporary file + rename) if it changed.
-  void snapshot();
+  /// Writes the HNSW snapshot (atomically: temporary file + rename) if at least
+  /// `min_changes` documents were written or removed since the last one (0: if any changed).
+  /// Writers wait meanwhile; searches continue. The server calls it after writes so that a
+  /// restart after a crash has little to catch up.
+  void snapshot(int64_t min_changes = 0);
   CollectionStats stats() const;
   const CollectionSettings& settings() const;
   const std::string& dir() const;

@@ -281,7 +281,9 @@ std::unique_ptr<Collection> Collection::create(const std::string& dir,
   fs::create_directories(dir, ec);
   if (ec) CS_THROW(kIo, "cannot create ", dir, ": ", ec.message());
   {
-    Db db(dir + "/collection.db", true);
+    // A 512-float vector is 2 KiB: with the default 4 KiB pages only one row fits a page
+    // (2x the space); 16 KiB pages hold 7.
+    Db db(dir + "/collection.db", true, 16384);
     db.exec(kSchema);
     index::Transaction tx(db);
     meta_set(db, "format", std::to_string(kFormat));
@@ -366,6 +368,7 @@ std::unique_ptr<Collection> Collection::open(const std::string& dir,
       m.snapshot_seq = snap_seq;
       m.dirty = snap_seq != m.seq;
       m.open_stats.caught_up = applied;
+      m.changes = applied;
       break;
     } catch (const Error& e) {
       std::fprintf(stderr, "clipserve: %s: ignoring snapshot: %s\n", dir.c_str(), e.what());
@@ -377,6 +380,7 @@ std::unique_ptr<Collection> Collection::open(const std::string& dir,
               m.settings.dim);
     m.open_stats.rebuilt = docs > 0 || !snapshots(dir).empty();
     m.dirty = true;
+    m.changes = docs;
   }
   m.ann->set_ef(m.settings.hnsw_ef_search);
   if (m.open_stats.rebuilt && docs > 10000) coll->snapshot();  // next open is fast
@@ -483,6 +487,7 @@ std::vector<UpsertResult> Collection::upsert(std::vector<DocumentInput> docs) {
       m.ann->add(written[k].first, unit.data());
     });
     m.dirty = true;
+    m.changes += static_cast<int64_t>(written.size());
   }
   for (const auto& [row, i] : written) out[i].ok = true;
   return out;
@@ -516,6 +521,7 @@ int64_t remove_rows(Collection::Impl& m, const std::vector<int64_t>& rows) {
   auto lock = m.write_lock();
   for (int64_t r : rows) m.ann->remove(r);
   m.dirty = true;
+  m.changes += static_cast<int64_t>(rows.size());
   return static_cast<int64_t>(rows.size());
 }
 }  // namespace
@@ -590,10 +596,10 @@ void Collection::set_ef_search(int ef) {
   impl_->ann->set_ef(ef);
 }
 
-void Collection::snapshot() {
+void Collection::snapshot(int64_t min_changes) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> wl(m.write_mu);
-  if (!m.dirty) return;
+  if (!m.dirty || m.changes < min_changes) return;
   const std::string path = m.dir + "/ann." + std::to_string(m.seq) + ".hnsw";
   const std::string tmp = path + ".tmp";
   {
@@ -618,6 +624,7 @@ void Collection::snapshot() {
   }
   m.snapshot_seq = m.seq;
   m.dirty = false;
+  m.changes = 0;
 }
 
 CollectionStats Collection::stats() const {

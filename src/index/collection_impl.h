@@ -24,6 +24,7 @@ struct Collection::Impl {
   int64_t seq = 0;           // guarded by write_mu
   int64_t snapshot_seq = 0;  // guarded by write_mu
   bool dirty = false;        // the index changed since the snapshot (write_mu)
+  int64_t changes = 0;       // documents written or removed since it (write_mu)
 
   // Read connections, one per concurrent reader (WAL readers run beside the writer).
   mutable std::mutex pool_mu;

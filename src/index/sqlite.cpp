@@ -17,7 +17,7 @@ namespace {
 }
 }  // namespace
 
-Db::Db(const std::string& path, bool create) : path_(path) {
+Db::Db(const std::string& path, bool create, int page_size) : path_(path) {
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
   if (create) flags |= SQLITE_OPEN_CREATE;
   if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
@@ -27,6 +27,7 @@ Db::Db(const std::string& path, bool create) : path_(path) {
     CS_THROW(kIo, "cannot open ", path, ": ", msg);
   }
   sqlite3_busy_timeout(db_, 10000);
+  if (page_size > 0) exec("PRAGMA page_size=" + std::to_string(page_size));
   // WAL: readers never block the writer. synchronous=FULL: the WAL is fsynced at every
   // commit, so a committed transaction survives power loss, not only a process crash.
   exec("PRAGMA journal_mode=WAL");

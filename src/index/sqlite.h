@@ -19,7 +19,8 @@ using SqlValue = std::variant<int64_t, double, std::string>;
 class Db {
  public:
   /// Opens (or creates) `path`; WAL, synchronous=FULL, busy timeout. Throws Error(kIo).
-  explicit Db(const std::string& path, bool create);
+  /// `page_size` (bytes, 0 = SQLite's default) only takes effect for a new database.
+  explicit Db(const std::string& path, bool create, int page_size = 0);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;

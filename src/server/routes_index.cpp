@@ -267,7 +267,9 @@ class Routes : public IndexRoutes {
     return engine_.metrics().gauge("clipserve_index_documents", "Documents per collection",
                                    {{"index", name}});
   }
-  void count_writes(const std::string& name, const Collection& c, int64_t added) {
+  static constexpr int64_t kSnapshotEvery = 20000;  // documents changed
+
+  void count_writes(const std::string& name, Collection& c, int64_t added) {
     if (added) {
       engine_.metrics()
           .counter("clipserve_index_documents_written_total",
@@ -275,6 +277,8 @@ class Routes : public IndexRoutes {
           .inc(static_cast<uint64_t>(added));
     }
     gauge(name).set(c.stats().documents);
+    // Bounds the catch-up a restart after a crash would need.
+    c.snapshot(kSnapshotEvery);
   }
 
   json add_documents(Collection& c, const json& body, const std::string& name) {
