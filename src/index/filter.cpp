@@ -9,6 +9,8 @@
 
 // GCC 12 reports a false -Wrestrict in inlined std::string concatenation (GCC bug 105329).
 #pragma GCC diagnostic ignored "-Wrestrict"
+// ... and a false -Wmaybe-uninitialized on std::variant<..., std::string> moves at -O2 -g.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace clipserve::index {
 
