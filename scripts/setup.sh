@@ -17,6 +17,7 @@ PKGS=(
   # The web page's browser test (tests/node): headless Chromium driven by playwright-core.
   chromium nodejs
   python3-dev pybind11-dev python3-pybind11 python3-pytest python3-setuptools python3-venv  # Python package (python/)
+  libsqlite3-dev libhnswlib-dev sqlite3  # collections (src/index/)
 )
 # `setup.sh --bench` adds the peers of the benchmarks (bench/peer_torch.sh): PyTorch with
 # OpenBLAS (with Debian's reference BLAS instead, PyTorch is ~15x slower).
@@ -25,7 +26,8 @@ BENCH_ORT=(python3-onnx)
 LIST=0
 for a in "$@"; do
   case "$a" in
-  --bench) PKGS+=(python3-torch libopenblas0-pthread "${BENCH_ORT[@]}") ;;
+  # python3-hnswlib python3-faiss: the collections benchmark's peers (bench/ann_bench.py).
+  --bench) PKGS+=(python3-torch libopenblas0-pthread "${BENCH_ORT[@]}" python3-hnswlib python3-faiss) ;;
   --list) LIST=1 ;;
   *) echo "setup.sh: unknown option $a (use --bench, --list)" >&2; exit 2 ;;
   esac

@@ -13,6 +13,7 @@
 #include "clipserve/detect.h"
 #include "clipserve/engine.h"
 #include "core/check.h"
+#include "server/routes_index.h"
 #include "server/server.h"
 
 namespace clipserve::cli {
@@ -73,7 +74,9 @@ const char* kUsage =
     "  --no-warmup            report ready at once (first requests will be slower)\n"
     "  --detect-model M       also serve POST /detect with this OWL-ViT model (directory or\n"
     "                         hub name; loaded and warmed up before listening; docs/detect.md)\n"
-    "  --detect-batch N       largest detection vision batch (default 4)\n";
+    "  --detect-batch N       largest detection vision batch (default 4)\n"
+    "  --collections DIR      serve the collections in DIR under /indexes (new ones are\n"
+    "                         created there; docs/collections.md)\n";
 
 std::vector<std::string> split_commas_cli(const std::string& s) {
   std::vector<std::string> out;
@@ -132,6 +135,7 @@ int run_serve(int argc, char** argv) {
       .option("label-cache")
       .option("detect-model")
       .option("detect-batch")
+      .option("collections")
       .flag("no-warmup");
   args.parse(argc, argv);
   CS_CHECK_ARG(args.positional().empty(), "unexpected argument '", args.positional()[0],
@@ -243,6 +247,12 @@ int run_serve(int argc, char** argv) {
     so.detector = detector.get();
   }
   server::Server server(*engine, so);
+  std::unique_ptr<server::IndexRoutes> index_routes;
+  if (auto dir = args.get("collections")) {
+    index_routes = server::register_index_routes(server.http(), *engine, {*dir});
+    std::fprintf(stderr, "clipserve serve: %zu collections in %s\n", index_routes->names().size(),
+                 dir->c_str());
+  }
   const int port = server.bind();
   std::fprintf(stderr, "clipserve serve: model %s loaded in %.1f s; listening on http://%s:%d\n",
                engine->model_id().c_str(),
