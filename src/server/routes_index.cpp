@@ -15,19 +15,13 @@
 #include "core/check.h"
 #include "engine/metrics.h"
 #include "server/codec.h"
+#include "server/http_util.h"
 
 namespace clipserve::server {
 
 namespace {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 
 void check_name(const std::string& name) {
   const bool ok =
@@ -38,7 +32,13 @@ void check_name(const std::string& name) {
   CS_CHECK_ARG(ok, "index name '", name, "' must be 1-128 characters of A-Z a-z 0-9 _ . -");
 }
 
+// JSON bodies only (415 otherwise: a cross-site form cannot write to a collection); an array
+// is allowed (delete-batch takes one).
 json parse_body(const httplib::Request& req) {
+  if (!is_json(req)) {
+    throw StatusError(415, "unsupported_media_type",
+                      "this endpoint takes a JSON body: send Content-Type: application/json");
+  }
   CS_CHECK_ARG(!req.body.empty(), "the request body is empty (expected JSON)");
   try {
     return json::parse(req.body);
@@ -58,14 +58,10 @@ std::vector<float> vector_from(const json& v, const std::string& name) {
   return out;
 }
 
+// base64, a data: URL, or an http(s) URL when the server allows its host (--allow-url-host).
 std::vector<uint8_t> image_from(const json& v, const std::string& name) {
   CS_CHECK_ARG(v.is_string(), name, " must be a base64 string or a data: URL");
-  const auto& s = v.get_ref<const std::string&>();
-  CS_CHECK_ARG(s.rfind("http://", 0) != 0 && s.rfind("https://", 0) != 0, name,
-               ": image URLs are not fetched; send the bytes (base64 or a data: URL)");
-  auto bytes = base64_decode(s, name);
-  CS_CHECK_ARG(!bytes.empty(), name, ": empty image");
-  return bytes;
+  return image_from_json(v, name).bytes;
 }
 
 json hit_json(const SearchHit& h) {

@@ -178,7 +178,9 @@ async function search(query) {
   const body = Object.assign({ limit: 24 }, query);
   const filter = $("filter").value.trim();
   if (filter) body.filter = filter;
-  body.searchMethod = document.querySelector('input[name="method"]:checked').value;
+  // Lexical and hybrid search need words; an image or "more like this" is a vector search.
+  body.searchMethod = query.q ? document.querySelector('input[name="method"]:checked').value
+                              : "TENSOR";
   lastSearch = body;
   const t0 = performance.now();
   try {
@@ -187,7 +189,7 @@ async function search(query) {
     const ms = (performance.now() - t0).toFixed(0);
     $("search-info").textContent = `${(r.hits || []).length} hits · ${ms} ms in the browser` +
       (r.timings ? " · " + fmtTimings(r.timings) : "") +
-      (r.processingTimeMs !== undefined ? ` · server ${r.processingTimeMs} ms` : "");
+      (r.processingTimeMs !== undefined ? ` · server ${Number(r.processingTimeMs).toFixed(1)} ms` : "");
   } catch (e) {
     $("results").textContent = "";
     $("search-info").textContent = "";
