@@ -31,13 +31,8 @@ double ms_since(Clock::time_point t0) {
 std::vector<std::string> split_list(const std::vector<std::string>& values,
                                     const std::string& fallback) {
   std::vector<std::string> out;
-  for (std::string v : values.empty() ? std::vector<std::string>{fallback} : values) {
-    size_t start = 0;
-    while (start <= v.size()) {
-      size_t end = std::min(v.find(',', start), v.size());
-      if (end > start) out.push_back(v.substr(start, end - start));
-      start = end + 1;
-    }
+  for (const std::string& v : values.empty() ? std::vector<std::string>{fallback} : values) {
+    for (auto& item : split_comma_list(v)) out.push_back(std::move(item));
   }
   return out;
 }
@@ -215,7 +210,8 @@ const bool registered = register_command({
     "bench",
     "time image/text encoding against the GEMM floor",
     "usage: clipserve bench (--model DIR | --arch NAME) [--tower image,text] [--batch 1,16]\n"
-    "                       [--precision fp32,bf16,int8] [--threads N,...] [--backend cpu|reference]\n"
+    "                       [--precision fp32,bf16,int8] [--threads N,...] [--backend "
+    "cpu|reference]\n"
     "                       [--tokens N | --text STRING] [--iters N] [--warmup N] [--json]\n\n"
     "Times encode after warm-up for every combination and reports median/min/max per call,\n"
     "items/s, and the GEMM floor: the same matmul primitives run alone (interleaved with the\n"

@@ -50,20 +50,6 @@ const char* kUsage =
     "  --threads N          encoder threads (default: all cores)\n"
     "  --no-progress        no progress bar\n";
 
-std::vector<std::string> split_labels(const std::string& s) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t end = s.find(',', pos);
-    if (end == std::string::npos) end = s.size();
-    std::string l = s.substr(pos, end - pos);
-    const auto b = l.find_first_not_of(" \t"), e = l.find_last_not_of(" \t");
-    if (b != std::string::npos) out.push_back(l.substr(b, e - b + 1));
-    pos = end + 1;
-  }
-  return out;
-}
-
 std::vector<std::string> read_labels_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) CS_THROW(kNotFound, "cannot open labels file ", path);
@@ -109,7 +95,7 @@ int run_classify(int argc, char** argv) {
   std::vector<std::string> labels;
   if (args.has("labels")) {
     for (const auto& v : args.values("labels")) {
-      for (auto& l : split_labels(v)) labels.push_back(std::move(l));
+      for (auto& l : split_comma_list(v)) labels.push_back(std::move(l));
     }
   } else {
     labels = read_labels_file(*args.get("labels-file"));

@@ -62,19 +62,6 @@ std::string trim(const std::string& s) {
   return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
 }
 
-std::vector<std::string> split_queries(const std::string& s) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t end = s.find(',', pos);
-    if (end == std::string::npos) end = s.size();
-    const std::string q = trim(s.substr(pos, end - pos));
-    if (!q.empty()) out.push_back(q);
-    pos = end + 1;
-  }
-  return out;
-}
-
 std::vector<std::string> read_queries_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) CS_THROW(kNotFound, "cannot open queries file ", path);
@@ -147,7 +134,7 @@ int run_detect(int argc, char** argv) {
   const auto& files = args.positional();
   CS_CHECK_ARG(!files.empty(), "no images given");
   std::vector<std::string> queries;
-  if (args.has("queries")) queries = split_queries(*args.get("queries"));
+  if (args.has("queries")) queries = split_comma_list(*args.get("queries"));
   if (args.has("queries-file")) queries = read_queries_file(*args.get("queries-file"));
   CS_CHECK_ARG(args.has("example") || !queries.empty(), "--queries: no queries");
   std::vector<uint8_t> example;
@@ -155,7 +142,7 @@ int run_detect(int argc, char** argv) {
   if (auto e = args.get("example")) example = read_file_bytes(*e);
   if (auto b = args.get("example-box")) {
     CS_CHECK_ARG(args.has("example"), "--example-box needs --example");
-    const auto parts = split_queries(*b);
+    const auto parts = split_comma_list(*b);
     CS_CHECK_ARG(parts.size() == 4, "--example-box: expected x0,y0,x1,y1");
     example_box = std::array<float, 4>{};
     for (int i = 0; i < 4; ++i) (*example_box)[i] = parse_float(parts[i], "--example-box");

@@ -59,20 +59,6 @@ struct Setting {
   std::string label() const { return precision + (fast ? "+fast" : ""); }
 };
 
-std::vector<std::string> split(const std::vector<std::string>& vals) {
-  std::vector<std::string> out;
-  for (const auto& v : vals) {
-    size_t s = 0;
-    while (s <= v.size()) {
-      size_t e = v.find(',', s);
-      if (e == std::string::npos) e = v.size();
-      if (e > s) out.push_back(v.substr(s, e - s));
-      s = e + 1;
-    }
-  }
-  return out;
-}
-
 std::unique_ptr<Engine> make_engine(const std::string& model, const Setting& s, const Args& args) {
   EngineOptions eo;
   eo.encoder.backend = args.get_or("backend", "cpu");
@@ -189,7 +175,7 @@ Common parse_common(Args& args, int argc, char** argv) {
   CS_CHECK_ARG(args.positional().empty(), "unexpected argument '", args.positional().front(), "'");
   c.model = *args.get("model");
   c.dataset = *args.get("dataset");
-  auto precs = split(args.values("precision"));
+  auto precs = args.get_list("precision");
   if (precs.empty()) precs = {"fp32"};
   for (const auto& p : precs) {
     CS_CHECK_ARG(p == "fp32" || p == "bf16" || p == "int8", "--precision: unknown '", p,

@@ -78,18 +78,6 @@ const char* kUsage =
     "  --collections DIR      serve the collections in DIR under /indexes (new ones are\n"
     "                         created there; docs/collections.md)\n";
 
-std::vector<std::string> split_commas_cli(const std::string& s) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t end = s.find(',', pos);
-    if (end == std::string::npos) end = s.size();
-    if (end > pos) out.push_back(s.substr(pos, end - pos));
-    pos = end + 1;
-  }
-  return out;
-}
-
 double seconds_option(const Args& args, const char* name, double fallback) {
   if (!args.has(name)) return fallback;
   const std::string v = args.get_or(name, "");
@@ -194,7 +182,7 @@ int run_serve(int argc, char** argv) {
   so.cors_origins = args.values("cors-origin");
   so.model_names = {*model};
   for (const auto& h : args.values("allow-url-host")) {
-    for (auto& one : split_commas_cli(h)) {
+    for (auto& one : split_comma_list(h)) {
       server::UrlFetcher::check_allow_entry(one);
       so.url_fetch.allow.push_back(std::move(one));
     }

@@ -94,6 +94,28 @@ std::vector<std::string> Args::values(const std::string& name) const {
   return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
+std::vector<std::string> split_comma_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t end = s.find(',', pos);
+    if (end == std::string::npos) end = s.size();
+    const std::string item = s.substr(pos, end - pos);
+    const auto b = item.find_first_not_of(" \t\r"), e = item.find_last_not_of(" \t\r");
+    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
+    pos = end + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> Args::get_list(const std::string& name) const {
+  std::vector<std::string> out;
+  for (const auto& v : values(name)) {
+    for (auto& item : split_comma_list(v)) out.push_back(std::move(item));
+  }
+  return out;
+}
+
 std::vector<int> Args::get_int_list(const std::string& name, std::vector<int> fallback) const {
   auto vs = values(name);
   if (vs.empty()) return fallback;

@@ -24,6 +24,9 @@ const std::map<std::string, Command>& commands();
 
 /// Minimal GNU-style parser: --name VALUE, --name=VALUE, boolean --flag, positionals.
 /// Options are declared before parse(); unknown options throw Error(kInvalidArgument).
+/// "a, b,,c" -> {"a", "b", "c"}: split on commas, blanks around items trimmed, empty dropped.
+std::vector<std::string> split_comma_list(const std::string& s);
+
 class Args {
  public:
   Args& option(const std::string& name);  ///< takes a value; may repeat (values())
@@ -35,6 +38,9 @@ class Args {
   std::string get_or(const std::string& name, const std::string& fallback) const;
   int get_int(const std::string& name, int fallback) const;
   std::vector<std::string> values(const std::string& name) const;
+  /// Comma-separated items of all --name occurrences ("a,b" --name c -> a, b, c), trimmed,
+  /// empty items dropped.
+  std::vector<std::string> get_list(const std::string& name) const;
   /// Comma-separated integers of all --name occurrences ("1,16").
   std::vector<int> get_int_list(const std::string& name, std::vector<int> fallback) const;
   const std::vector<std::string>& positional() const { return positional_; }
