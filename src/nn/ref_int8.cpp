@@ -7,6 +7,7 @@
 namespace clipserve::nn::ref {
 
 float quantize_group(const float* x, long n, int8_t* q) {
+  if (n <= 0) return 0.0f;  // (also tells GCC's -Wstringop-overflow that n is positive)
   float amax = 0.0f;
   bool finite = true;
   for (long i = 0; i < n; ++i) {
