@@ -1,7 +1,6 @@
 // `clipserve index add|search|stats|delete|export`: a local collection of image and text
 // files (rclip-like): recursive, resumable adds that skip unchanged files, then search by
 // words, by an image, with filters.
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include "clipserve/collection.h"
 #include "clipserve/engine.h"
 #include "core/check.h"
+#include "core/digest.h"
 #include "core/file.h"
 
 namespace clipserve::cli {
@@ -46,19 +46,6 @@ const char* kUsage =
     "  --method vector|lexical|hybrid, --exact (flat scan), --json (JSON lines).\n"
     "  Metadata of added files: path, name, ext, bytes.\n"
     "docs/collections.md has the details.\n";
-
-std::string sha256_hex(const std::vector<uint8_t>& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
-}
 
 bool is_image_ext(const std::string& e) {
   static const std::set<std::string> k = {".jpg", ".jpeg", ".png", ".webp",

@@ -1,6 +1,5 @@
 // Detector (include/clipserve/detect.h): OWL-ViT towers on one backend behind the engine's
 // batcher, the heads per image, query and image-feature caches, warm-up, post-processing.
-#include <openssl/evp.h>
 
 #include <atomic>
 #include <chrono>
@@ -11,6 +10,7 @@
 #include "clipserve/image.h"
 #include "clipserve/tokenizer.h"
 #include "core/check.h"
+#include "core/digest.h"
 #include "engine/batcher.h"
 #include "engine/lru_cache.h"
 #include "model/owlvit_format.h"
@@ -26,16 +26,6 @@ using engine::Clock;
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-std::string sha256_hex(std::span<const uint8_t> data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  CS_ASSERT(EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) == 1);
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (unsigned i = 0; i < len; ++i) s += {hex[md[i] >> 4], hex[md[i] & 15]};
-  return s;
 }
 
 // An image's query-independent outputs, shared by the cache and the requests using them.

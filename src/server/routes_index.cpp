@@ -13,7 +13,10 @@
 
 #include "clipserve/collection.h"
 #include "core/check.h"
+#include "core/digest.h"
+#include "core/file.h"
 #include "engine/metrics.h"
+#include "image/thumbnail.h"
 #include "server/codec.h"
 #include "server/http_util.h"
 
@@ -62,6 +65,33 @@ std::vector<float> vector_from(const json& v, const std::string& name) {
 std::vector<uint8_t> image_from(const json& v, const std::string& name) {
   CS_CHECK_ARG(v.is_string(), name, " must be a base64 string or a data: URL");
   return image_from_json(v, name).bytes;
+}
+
+// Thumbnails are a cache beside the collection (not in SQLite): one file per image document,
+// named by the sha256 of its id, written after the document is durable. A missing one is a 404.
+constexpr int kThumbnailSide = 256;
+
+std::string thumbnail_path(const Collection& c, const std::string& id) {
+  return c.dir() + "/thumbnails/" + sha256_hex(id) + ".jpg";
+}
+
+// Writes (image given) or removes (no image: a text document replaced an image one) the
+// document's thumbnail. Best effort: a thumbnail that cannot be made leaves none.
+void store_thumbnail(const Collection& c, const std::string& id,
+                     const std::vector<uint8_t>& image) {
+  const std::string path = thumbnail_path(c, id);
+  std::error_code ec;
+  if (image.empty()) {
+    fs::remove(path, ec);
+    return;
+  }
+  try {
+    const auto jpeg = image::make_thumbnail_jpeg(image, kThumbnailSide, id);
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    write_file_atomic(path, jpeg);
+  } catch (const std::exception&) {
+    fs::remove(path, ec);
+  }
 }
 
 json hit_json(const SearchHit& h) {
@@ -134,10 +164,23 @@ class Routes : public IndexRoutes {
       if (req.has_param("expose_facets") || req.has_param("vectors")) j["_vector"] = d->vector;
       res.set_content(dump(j), "application/json");
     });
+    // The document's small JPEG (image documents; kept at ingest, 256 px long side).
+    http.Get(R"(/indexes/([^/]+)/documents/([^/]+)/thumbnail)", [this](const Req& req, Res& res) {
+      auto c = get(req.matches[1]);
+      const std::string id = req.matches[2];
+      if (!c->get(id)) CS_THROW(kNotFound, "no document '", id, "'");
+      const std::string path = thumbnail_path(*c, id);
+      std::error_code ec;
+      if (!fs::exists(path, ec)) CS_THROW(kNotFound, "document '", id, "' has no thumbnail");
+      const auto jpeg = read_file_bytes(path);
+      res.set_content(reinterpret_cast<const char*>(jpeg.data()), jpeg.size(), "image/jpeg");
+      res.set_header("Cache-Control", "private, max-age=60");
+    });
     http.Delete(R"(/indexes/([^/]+)/documents/([^/]+))", [this](const Req& req, Res& res) {
       auto c = get(req.matches[1]);
       const std::string id = req.matches[2];
       if (c->remove({id}) == 0) CS_THROW(kNotFound, "no document '", id, "'");
+      store_thumbnail(*c, id, {});
       count_writes(req.matches[1], *c, 0);
       res.set_content(dump({{"deleted", 1}, {"_id", id}}), "application/json");
     });
@@ -327,13 +370,14 @@ class Routes : public IndexRoutes {
     }
     auto embed_errors = embed_documents(engine_, srcs);
     std::vector<DocumentInput> ok;
-    std::vector<size_t> ok_where;
+    std::vector<size_t> ok_where, ok_src;
     for (size_t k = 0; k < srcs.size(); ++k) {
       if (!embed_errors[k].empty()) {
         errors[where[k]] = embed_errors[k];
       } else {
         ok.push_back(std::move(srcs[k].doc));
         ok_where.push_back(where[k]);
+        ok_src.push_back(k);
       }
     }
     const auto results = c.upsert(std::move(ok));  // durable when it returns
@@ -347,6 +391,7 @@ class Routes : public IndexRoutes {
                   {"status", 200},
                   {"result", results[k].replaced ? "updated" : "created"}};
         ++added;
+        store_thumbnail(c, results[k].id, srcs[ok_src[k]].image_bytes);
       } else {
         errors[i] = "documents[" + std::to_string(i) + "]: " + results[k].error;
         per[i] = {{"_id", results[k].id}};

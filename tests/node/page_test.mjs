@@ -61,6 +61,10 @@ try {
   const add = await apiJson(s.base, "POST", "/indexes/photos/documents", { documents: docs });
   assert.equal(add.status, 200, JSON.stringify(add.body));
   assert.equal(add.body.errors, false, JSON.stringify(add.body));
+  const thumb = await fetch(s.base + "/indexes/photos/documents/img1/thumbnail");
+  assert.equal(thumb.status, 200);
+  assert.equal(thumb.headers.get("content-type"), "image/jpeg");
+  assert.equal((await fetch(s.base + "/indexes/photos/documents/dog1/thumbnail")).status, 404);
   servers.push(s);
   for (const [wname, viewport] of [["desktop", { width: 1280, height: 860 }], ["phone", { width: 390, height: 844 }]]) {
     const page = await browser.newPage({ viewport });
@@ -80,6 +84,12 @@ try {
       { q: "a dog", limit: 24, searchMethod: "TENSOR" });
     assert.deepEqual(await ids(), wantHits.body.hits.map((h) => h._id));
     assert.equal((await ids()).length, 5);
+    // Image documents show their thumbnail (loaded), text documents their id.
+    await page.waitForFunction(() => {
+      const img = document.querySelector('#results li[data-id="img1"] img');
+      return img && img.complete && img.naturalWidth > 0;
+    });
+    assert.equal(await page.$('#results li[data-id="dog1"] img'), null);
     await page.screenshot({ path: path.join(shots, `search-${wname}.png`), fullPage: true });
     // A filter and lexical search.
     await page.fill("#filter", "kind:animal");
