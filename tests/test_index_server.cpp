@@ -36,7 +36,8 @@ class IndexServerTest : public ::testing::Test {
     sopt.port = 0;
     sopt.http_threads = 8;
     server_ = std::make_unique<server::Server>(*engine_, sopt);
-    routes_ = server::register_index_routes(server_->http(), *engine_, {dir_, 64});
+    routes_ = server::register_index_routes(server_->http(), server_->model_access(),
+                                            server_->metrics(), {dir_, 64});
     port_ = server_->bind();
     thread_ = std::thread([this] { server_->run(); });
   }

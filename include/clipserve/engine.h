@@ -44,6 +44,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "clipserve/encoder.h"
@@ -77,6 +78,11 @@ struct EngineOptions {
   size_t label_cache_entries = 20000;
   /// Identifies the model in cache keys, /v1/models and responses (empty = directory name).
   std::string model_id;
+  /// Registry the engine's metrics go to (null = its own). A server hosting several models
+  /// shares one, and an engine reloaded after an idle unload keeps counting in the same series.
+  std::shared_ptr<metrics::Registry> metrics;
+  /// Labels added to every series the engine registers (e.g. {"model", id}).
+  std::vector<std::pair<std::string, std::string>> metric_labels;
 };
 
 /// Wall-clock milliseconds per stage of one request.

@@ -7,12 +7,16 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "cli/command.h"
 #include "clipserve/detect.h"
 #include "clipserve/engine.h"
 #include "core/check.h"
+#include "core/file.h"
+#include "engine/metrics.h"
+#include "server/model_set.h"
 #include "server/routes_index.h"
 #include "server/server.h"
 
@@ -20,8 +24,11 @@ namespace clipserve::cli {
 
 namespace {
 
+using json = nlohmann::json;
+
 const char* kUsage =
-    "usage: clipserve serve --model DIR [--host 127.0.0.1] [--port 8080] [options]\n"
+    "usage: clipserve serve --model DIR [--model DIR2 ...] [--host 127.0.0.1] [--port 8080]\n"
+    "                       [options]\n"
     "\n"
     "Serves the model over HTTP/1.1 (docs/server.md): POST /v1/embeddings (OpenAI and\n"
     "Infinity compatible, also /embeddings), POST /embed, POST /classify,\n"
@@ -31,9 +38,20 @@ const char* kUsage =
     "SIGTERM or SIGINT stops accepting connections, answers the requests in flight, and exits.\n"
     "\n"
     "options:\n"
-    "  --model DIR            model directory (open_clip_config.json + .safetensors)\n"
+    "  --model DIR            model directory (open_clip_config.json + .safetensors);\n"
+    "                         repeat to serve several models, each with its own engine,\n"
+    "                         batchers and queue, chosen by the request's model name (the\n"
+    "                         first is the default; others get 404 listing the served ones)\n"
     "  --model-id NAME        name in /v1/models and responses (default: directory name);\n"
-    "                         clients may also name the model by the --model argument\n"
+    "                         the i-th --model-id names the i-th --model. Clients may also\n"
+    "                         name a model by its --model argument\n"
+    "  --models FILE          more models from a JSON file: {\"models\": [{\"model\": DIR,\n"
+    "                         \"id\", \"aliases\", \"precision\", \"backend\", \"threads\",\n"
+    "                         \"max_batch\", \"max_wait_us\", \"max_queue\", \"label_cache\",\n"
+    "                         \"unload_after\"}]} (per-model settings; docs/server.md)\n"
+    "  --unload-after S       unload a model idle for S seconds (frees its memory); the next\n"
+    "                         request for it reloads and warms it up, and its timings show\n"
+    "                         the wait as model_load_ms (default: never)\n"
     "  --allow-url-host H     fetch image URLs from host H (a name, *.suffix, an address or\n"
     "                         a CIDR range; repeatable). Off by default. Loopback/private\n"
     "                         addresses are refused unless listed as addresses or ranges\n"
@@ -88,6 +106,85 @@ double seconds_option(const Args& args, const char* name, double fallback) {
   return s;
 }
 
+// One model to serve: where it is, its names, its engine options.
+struct ServedModel {
+  std::string path;
+  std::vector<std::string> aliases;
+  EngineOptions eo;
+  double unload_after_s = 0;
+};
+
+// --models FILE: {"models": [{"model": DIR, "id", "aliases", "precision", "backend", "threads",
+// "max_batch", "max_wait_us", "max_queue", "label_cache", "unload_after"}]}; what an entry
+// leaves out comes from the command line.
+std::vector<ServedModel> models_from_file(const std::string& file, const EngineOptions& base,
+                                          double unload_after) {
+  const std::string text = read_file_text(file);
+  const json j = json::parse(text, nullptr, false);
+  CS_CHECK_ARG(!j.is_discarded(), file, ": not valid JSON");
+  CS_CHECK_ARG(j.is_object() && j.size() == 1 && j.contains("models") && j["models"].is_array() &&
+                   !j["models"].empty(),
+               file, ": expected {\"models\": [{\"model\": DIR, ...}, ...]}");
+  std::vector<ServedModel> out;
+  for (size_t i = 0; i < j["models"].size(); ++i) {
+    const json& e = j["models"][i];
+    const std::string where = file + ": models[" + std::to_string(i) + "]";
+    CS_CHECK_ARG(e.is_object(), where, " must be an object");
+    ServedModel m;
+    m.eo = base;
+    m.eo.model_id.clear();
+    m.unload_after_s = unload_after;
+    auto str = [&](const char* k) {
+      CS_CHECK_ARG(e[k].is_string(), where, ".", k, " must be a string");
+      return e[k].get<std::string>();
+    };
+    auto num = [&](const char* k, int min) {
+      CS_CHECK_ARG(e[k].is_number_integer() && e[k].get<long long>() >= min &&
+                       e[k].get<long long>() <= (1 << 30),
+                   where, ".", k, " must be an integer >= ", min);
+      return e[k].get<int>();
+    };
+    for (const auto& [k, v] : e.items()) {
+      if (k == "model") {
+        m.path = str("model");
+      } else if (k == "id") {
+        m.eo.model_id = str("id");
+      } else if (k == "aliases") {
+        CS_CHECK_ARG(v.is_array(), where, ".aliases must be an array of strings");
+        for (const auto& a : v) {
+          CS_CHECK_ARG(a.is_string(), where, ".aliases must be an array of strings");
+          m.aliases.push_back(a.get<std::string>());
+        }
+      } else if (k == "precision") {
+        m.eo.encoder.precision = str("precision");
+      } else if (k == "backend") {
+        m.eo.encoder.backend = str("backend");
+      } else if (k == "threads") {
+        m.eo.encoder.threads = num("threads", 0);
+      } else if (k == "max_batch") {
+        m.eo.max_batch = num("max_batch", 1);
+      } else if (k == "max_wait_us") {
+        m.eo.max_wait_us = num("max_wait_us", 0);
+      } else if (k == "max_queue") {
+        m.eo.max_queue = num("max_queue", 1);
+      } else if (k == "label_cache") {
+        m.eo.label_cache_entries = static_cast<size_t>(num("label_cache", 0));
+      } else if (k == "unload_after") {
+        CS_CHECK_ARG(v.is_number() && v.get<double>() >= 0 && v.get<double>() < 1e6, where,
+                     ".unload_after must be a number of seconds >= 0 (0 = never)");
+        m.unload_after_s = v.get<double>();
+      } else {
+        CS_THROW(kInvalidArgument, where, ": unknown key '", k,
+                 "' (model, id, aliases, precision, backend, threads, max_batch, max_wait_us, "
+                 "max_queue, label_cache, unload_after)");
+      }
+    }
+    CS_CHECK_ARG(!m.path.empty(), where, " needs \"model\": the model directory");
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
 int run_serve(int argc, char** argv) {
   Args args;
   args.option("model")
@@ -124,12 +221,15 @@ int run_serve(int argc, char** argv) {
       .option("detect-model")
       .option("detect-batch")
       .option("collections")
+      .option("models")
+      .option("unload-after")
       .flag("no-warmup");
   args.parse(argc, argv);
   CS_CHECK_ARG(args.positional().empty(), "unexpected argument '", args.positional()[0],
                "' (see clipserve serve --help)");
-  const auto model = args.get("model");
-  CS_CHECK_ARG(model.has_value(), "--model DIR is required");
+  const auto model_args = args.values("model");
+  CS_CHECK_ARG(!model_args.empty() || args.has("models"),
+               "--model DIR (or --models FILE) is required");
 
   EngineOptions eo;
   eo.encoder.backend = args.get_or("backend", "cpu");
@@ -141,7 +241,6 @@ int run_serve(int argc, char** argv) {
   eo.max_queue = args.get_int("max-queue", 256);
   eo.label_cache_entries = static_cast<size_t>(args.get_int("label-cache", 20000));
   eo.warmup = !args.has("no-warmup");
-  eo.model_id = args.get_or("model-id", "");
   CS_CHECK_ARG(eo.max_batch >= 1 && eo.max_queue >= 1 && eo.max_wait_us >= 0,
                "--max-batch and --max-queue must be >= 1, --max-wait-us >= 0");
 
@@ -180,7 +279,6 @@ int run_serve(int argc, char** argv) {
   }
   so.allowed_hosts = args.values("allowed-host");
   so.cors_origins = args.values("cors-origin");
-  so.model_names = {*model};
   for (const auto& h : args.values("allow-url-host")) {
     for (auto& one : split_comma_list(h)) {
       server::UrlFetcher::check_allow_entry(one);
@@ -212,16 +310,55 @@ int run_serve(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  const auto t0 = std::chrono::steady_clock::now();
-  auto encoder = Encoder::load(*model, eo.encoder);
-  if (eo.model_id.empty()) {
-    // Engine::load's naming rule, without its synchronous warm-up.
-    std::string dir = *model;
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    eo.model_id = dir.substr(dir.find_last_of('/') + 1);
+  // Every model: its directory, names and engine options (command line, then --models).
+  std::vector<ServedModel> served;
+  const auto ids = args.values("model-id");
+  CS_CHECK_ARG(ids.size() <= std::max<size_t>(1, model_args.size()), "more --model-id (",
+               ids.size(), ") than --model (", model_args.size(), ")");
+  const double unload_after =
+      args.has("unload-after") ? seconds_option(args, "unload-after", 0) : 0;
+  for (size_t i = 0; i < model_args.size(); ++i) {
+    ServedModel m;
+    m.path = model_args[i];
+    m.eo = eo;
+    m.eo.model_id = i < ids.size() ? ids[i] : "";
+    m.unload_after_s = unload_after;
+    served.push_back(std::move(m));
   }
-  auto fe = Engine::default_frontends(encoder->config(), max_image_pixels);
-  auto engine = Engine::create(std::move(encoder), std::move(fe), eo);
+  if (auto file = args.get("models")) {
+    for (auto& m : models_from_file(*file, eo, unload_after)) served.push_back(std::move(m));
+  }
+  CS_CHECK_ARG(!served.empty(), "no models to serve");
+
+  const auto t0 = std::chrono::steady_clock::now();
+  // One registry for the server and every engine; with several models each series is
+  // labelled model="ID". It outlives reloads, so counters keep counting.
+  auto registry = std::make_shared<metrics::Registry>();
+  server::ModelSet models(*registry);
+  std::vector<std::shared_ptr<Engine>> engines;
+  for (auto& m : served) {
+    if (m.eo.model_id.empty()) {
+      // Engine::load's naming rule.
+      std::string dir = m.path;
+      while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+      m.eo.model_id = dir.substr(dir.find_last_of('/') + 1);
+    }
+    m.eo.metrics = registry;
+    if (served.size() > 1) m.eo.metric_labels = {{"model", m.eo.model_id}};
+    auto make = [path = m.path, eo = m.eo, max_image_pixels]() {
+      auto encoder = Encoder::load(path, eo.encoder);
+      auto fe = Engine::default_frontends(encoder->config(), max_image_pixels);
+      return Engine::create(std::move(encoder), std::move(fe), eo);
+    };
+    std::shared_ptr<Engine> engine = make();
+    server::ModelSpec spec;
+    spec.names = {m.path};
+    for (const auto& a : m.aliases) spec.names.push_back(a);
+    spec.reload = make;
+    spec.unload_after_s = m.unload_after_s;
+    models.add(engine, std::move(spec));
+    engines.push_back(std::move(engine));
+  }
 
   std::unique_ptr<Detector> detector;
   if (auto dm = args.get("detect-model")) {
@@ -234,16 +371,19 @@ int run_serve(int argc, char** argv) {
     detector = Detector::load(*dm, dopt);
     so.detector = detector.get();
   }
-  server::Server server(*engine, so);
+  server::Server server(models, *registry, so);
   std::unique_ptr<server::IndexRoutes> index_routes;
   if (auto dir = args.get("collections")) {
-    index_routes = server::register_index_routes(server.http(), *engine, {*dir});
+    index_routes =
+        server::register_index_routes(server.http(), server.model_access(), *registry, {*dir});
     std::fprintf(stderr, "clipserve serve: %zu collections in %s\n", index_routes->names().size(),
                  dir->c_str());
   }
   const int port = server.bind();
-  std::fprintf(stderr, "clipserve serve: model %s loaded in %.1f s; listening on http://%s:%d\n",
-               engine->model_id().c_str(),
+  std::string loaded_ids;
+  for (const auto& e : engines) loaded_ids += (loaded_ids.empty() ? "" : ", ") + e->model_id();
+  std::fprintf(stderr, "clipserve serve: model%s %s loaded in %.1f s; listening on http://%s:%d\n",
+               engines.size() > 1 ? "s" : "", loaded_ids.c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                so.host.c_str(), port);
 
@@ -262,7 +402,8 @@ int run_serve(int argc, char** argv) {
   std::thread warm_thread([&] {
     const auto w0 = std::chrono::steady_clock::now();
     try {
-      engine->warm_up();
+      for (auto& e : engines) e->warm_up();
+      engines.clear();  // the ModelSet holds them now (and may unload them when idle)
       std::fprintf(stderr, "clipserve serve: ready (warm-up %.1f s)\n",
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
     } catch (const std::exception& e) {

@@ -94,7 +94,8 @@ struct Engine::Impl {
   std::atomic<int> admitted_images{0}, admitted_texts{0};
   std::atomic<int> preprocessing_images{0};  // posted to the pool, not yet queued
 
-  metrics::Registry reg;
+  std::shared_ptr<metrics::Registry> reg_owner;  // opt.metrics, or the engine's own
+  metrics::Registry& reg;
   metrics::Counter *image_items, *text_items, *image_batches, *text_batches, *cache_hits,
       *cache_misses, *overloaded_images, *overloaded_texts, *request_errors;
   metrics::Histogram *image_batch_size, *text_batch_size;
@@ -111,7 +112,12 @@ struct Engine::Impl {
   std::unique_ptr<engine::Batcher<TextItem>> text_batcher;
 
   Impl(std::unique_ptr<Encoder> enc, EngineFrontends f, const EngineOptions& o)
-      : opt(o), encoder(std::move(enc)), fe(std::move(f)), label_cache(o.label_cache_entries) {
+      : opt(o),
+        encoder(std::move(enc)),
+        fe(std::move(f)),
+        reg_owner(o.metrics ? o.metrics : std::make_shared<metrics::Registry>()),
+        reg(*reg_owner),
+        label_cache(o.label_cache_entries) {
     CS_CHECK_ARG(encoder != nullptr, "Engine needs an encoder");
     CS_CHECK_ARG(fe.tokenize && fe.preprocess, "Engine needs tokenize and preprocess front-ends");
     CS_CHECK_ARG(opt.max_batch >= 1, "max_batch must be >= 1, got ", opt.max_batch);
@@ -124,40 +130,46 @@ struct Engine::Impl {
     logit_scale = encoder->logit_scale();
     model_id = opt.model_id.empty() ? cfg.name : opt.model_id;
 
+    // Every series carries opt.metric_labels (a server hosting several models names each).
+    auto L = [this](metrics::Labels l) {
+      l.insert(l.begin(), opt.metric_labels.begin(), opt.metric_labels.end());
+      return l;
+    };
     image_items =
-        &reg.counter("clipserve_items_encoded_total", "Inputs encoded", {{"tower", "image"}});
+        &reg.counter("clipserve_items_encoded_total", "Inputs encoded", L({{"tower", "image"}}));
     text_items =
-        &reg.counter("clipserve_items_encoded_total", "Inputs encoded", {{"tower", "text"}});
-    image_batches = &reg.counter("clipserve_batches_total", "Batches run", {{"tower", "image"}});
-    text_batches = &reg.counter("clipserve_batches_total", "Batches run", {{"tower", "text"}});
+        &reg.counter("clipserve_items_encoded_total", "Inputs encoded", L({{"tower", "text"}}));
+    image_batches = &reg.counter("clipserve_batches_total", "Batches run", L({{"tower", "image"}}));
+    text_batches = &reg.counter("clipserve_batches_total", "Batches run", L({{"tower", "text"}}));
     cache_hits = &reg.counter("clipserve_label_cache_hits_total",
-                              "Label prompt features found in the cache");
+                              "Label prompt features found in the cache", L({}));
     cache_misses = &reg.counter("clipserve_label_cache_misses_total",
-                                "Label prompt features that had to be encoded");
+                                "Label prompt features that had to be encoded", L({}));
     overloaded_images =
         &reg.counter("clipserve_overloaded_total", "Requests rejected because the queue was full",
-                     {{"tower", "image"}});
+                     L({{"tower", "image"}}));
     overloaded_texts =
         &reg.counter("clipserve_overloaded_total", "Requests rejected because the queue was full",
-                     {{"tower", "text"}});
+                     L({{"tower", "text"}}));
     request_errors = &reg.counter("clipserve_engine_request_errors_total",
-                                  "Engine requests that failed after admission");
+                                  "Engine requests that failed after admission", L({}));
     const auto bb = metrics::power_of_two_buckets(opt.max_batch);
     image_batch_size =
-        &reg.histogram("clipserve_batch_size", "Items per batch", bb, {{"tower", "image"}});
+        &reg.histogram("clipserve_batch_size", "Items per batch", bb, L({{"tower", "image"}}));
     text_batch_size =
-        &reg.histogram("clipserve_batch_size", "Items per batch", bb, {{"tower", "text"}});
+        &reg.histogram("clipserve_batch_size", "Items per batch", bb, L({{"tower", "text"}}));
     queue_images = &reg.gauge("clipserve_queue_depth", "Items admitted and not yet finished",
-                              {{"tower", "image"}});
+                              L({{"tower", "image"}}));
     queue_texts = &reg.gauge("clipserve_queue_depth", "Items admitted and not yet finished",
-                             {{"tower", "text"}});
-    ready_gauge = &reg.gauge("clipserve_ready", "1 once warm-up has finished");
+                             L({{"tower", "text"}}));
+    ready_gauge = &reg.gauge("clipserve_ready", "1 once warm-up has finished", L({}));
+    ready_gauge->set(0);  // a shared registry may hold the gauge of an unloaded predecessor
     for (const char* tower : {"image", "text", "classify"}) {
       for (const char* stage :
            {"decode", "preprocess", "queue", "encode", "postprocess", "total"}) {
         stage_hist[std::string(tower) + "/" + stage] =
             &reg.histogram("clipserve_stage_seconds", "Per-request time spent in each stage",
-                           metrics::latency_buckets(), {{"tower", tower}, {"stage", stage}});
+                           metrics::latency_buckets(), L({{"tower", tower}, {"stage", stage}}));
       }
     }
 
@@ -552,7 +564,9 @@ void deliver(std::promise<Embeddings>& p, Job& job) {
 }  // namespace
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Engine::~Engine() = default;
+Engine::~Engine() {
+  if (impl_) impl_->ready_gauge->set(0);
+}
 
 std::unique_ptr<Engine> Engine::create(std::unique_ptr<Encoder> encoder, EngineFrontends frontends,
                                        const EngineOptions& opt) {

@@ -170,48 +170,6 @@ ImageInput image_from_json(const json& v, const std::string& name) {
   return ImageInput::encoded(std::move(bytes), name);
 }
 
-namespace {
-std::mutex g_names_mu;
-std::map<const Engine*, std::vector<std::string>>& names_map() {
-  static std::map<const Engine*, std::vector<std::string>> m;
-  return m;
-}
-}  // namespace
-
-void register_model_names(const Engine& engine, std::vector<std::string> names) {
-  std::lock_guard<std::mutex> lock(g_names_mu);
-  names.insert(names.begin(), engine.model_id());
-  std::vector<std::string> unique;
-  for (auto& n : names) {
-    if (!n.empty() && std::find(unique.begin(), unique.end(), n) == unique.end()) {
-      unique.push_back(std::move(n));
-    }
-  }
-  names_map()[&engine] = std::move(unique);
-}
-
-std::vector<std::string> model_names(const Engine& engine) {
-  std::lock_guard<std::mutex> lock(g_names_mu);
-  auto it = names_map().find(&engine);
-  return it == names_map().end() ? std::vector<std::string>{engine.model_id()} : it->second;
-}
-
-bool model_name_matches(const Engine& engine, const std::string& requested) {
-  std::string slash;  // "ARCH__TAG" -> "ARCH/TAG"
-  for (size_t i = 0; i < requested.size(); ++i) {
-    if (requested.compare(i, 2, "__") == 0) {
-      slash.push_back('/');
-      ++i;
-    } else {
-      slash.push_back(requested[i]);
-    }
-  }
-  for (const auto& n : model_names(engine)) {
-    if (n == requested || n == slash) return true;
-  }
-  return false;
-}
-
 std::vector<std::string> string_list(const json& v, const char* field) {
   std::vector<std::string> out;
   if (v.is_string()) return {v.get<std::string>()};
@@ -250,6 +208,7 @@ std::vector<std::string> templates_from(const json& v) {
 
 std::string timings_json(const StageTimings& t) {
   json j = {{"parse_ms", t_ctx.parse_ms},
+            {"model_load_ms", t_ctx.model_load_ms},
             {"decode_ms", t.decode_ms},
             {"preprocess_ms", t.preprocess_ms},
             {"queue_ms", t.queue_ms},
@@ -263,12 +222,12 @@ std::string timings_json(const StageTimings& t) {
 }
 
 void set_server_timing(httplib::Response& res, const StageTimings& t) {
-  char buf[320];
+  char buf[360];
   std::snprintf(buf, sizeof(buf),
-                "parse;dur=%.3f, decode;dur=%.3f, preprocess;dur=%.3f, queue;dur=%.3f, "
-                "encode;dur=%.3f, postprocess;dur=%.3f, total;dur=%.3f",
-                t_ctx.parse_ms, t.decode_ms, t.preprocess_ms, t.queue_ms, t.encode_ms,
-                t.postprocess_ms, ms_since(t_ctx.start));
+                "parse;dur=%.3f, load;dur=%.3f, decode;dur=%.3f, preprocess;dur=%.3f, "
+                "queue;dur=%.3f, encode;dur=%.3f, postprocess;dur=%.3f, total;dur=%.3f",
+                t_ctx.parse_ms, t_ctx.model_load_ms, t.decode_ms, t.preprocess_ms, t.queue_ms,
+                t.encode_ms, t.postprocess_ms, ms_since(t_ctx.start));
   res.set_header("Server-Timing", buf);
 }
 

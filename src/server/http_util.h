@@ -41,6 +41,8 @@ struct RequestContext {
   double parse_ms = 0;
   /// Fetches http(s) image URLs when the server has --allow-url-host entries, else null.
   const UrlFetcher* fetcher = nullptr;
+  /// Time the request waited for its model to be reloaded after an idle unload.
+  double model_load_ms = 0;
 };
 extern thread_local RequestContext t_ctx;
 
@@ -104,12 +106,6 @@ int int_param(const std::string& value, const char* name, int min);
 /// A label or template list from a query/multipart value: a JSON array of strings when it
 /// starts with '[' (labels may contain commas), else comma-separated.
 std::vector<std::string> list_param(const std::string& value, const char* name);
-
-/// The names a client may use for the served model: its id, the --model argument, --model-id
-/// aliases; "ARCH__TAG" (Immich's spelling) matches "ARCH/TAG". Registered by the Server.
-void register_model_names(const Engine& engine, std::vector<std::string> names);
-std::vector<std::string> model_names(const Engine& engine);
-bool model_name_matches(const Engine& engine, const std::string& requested);
 
 void check_items(size_t n, const RequestBounds& b);
 void check_text(const std::string& text, const std::string& name, const RequestBounds& b);

@@ -27,11 +27,11 @@ json labels_json(const std::vector<LabelScore>& scores) {
 
 }  // namespace
 
-void install_classify_routes(httplib::Server& http, Engine& engine, const RequestBounds& bounds,
-                             std::function<void()> require_ready) {
-  http.Post("/classify", [&engine, bounds, require_ready](const httplib::Request& req,
-                                                          httplib::Response& res) {
-    require_ready();
+void install_classify_routes(httplib::Server& http, ModelAccess models,
+                             const RequestBounds& bounds) {
+  http.Post("/classify", [models, bounds](const httplib::Request& req, httplib::Response& res) {
+    models.require_serving();
+    std::string model;
     std::vector<ImageInput> images;
     LabelQuery q;
     json body;
@@ -42,8 +42,9 @@ void install_classify_routes(httplib::Server& http, Engine& engine, const Reques
     }
     // Query parameters (raw and multipart bodies); labels=a,b or labels=["a,b","c"].
     auto from_params = [&]() {
-      check_params(req,
-                   {"labelset", "labels", "label", "template", "templates", "top_k", "timings"});
+      check_params(req, {"labelset", "labels", "label", "template", "templates", "top_k", "timings",
+                         "model"});
+      if (req.has_param("model")) model = req.get_param_value("model");
       if (req.has_param("labelset")) q.label_set = req.get_param_value("labelset");
       for (size_t i = 0; i < req.get_param_value_count("labels"); ++i) {
         for (auto& l : list_param(req.get_param_value("labels", i), "labels")) {
@@ -64,8 +65,9 @@ void install_classify_routes(httplib::Server& http, Engine& engine, const Reques
       if (req.has_param("timings")) bool_param(req.get_param_value("timings"), "timings");
     };
     if (req.is_multipart_form_data()) {
-      check_multipart_fields(req,
-                             {"labels", "label", "template", "templates", "labelset", "top_k"});
+      check_multipart_fields(
+          req, {"labels", "label", "template", "templates", "labelset", "top_k", "model"});
+      for (auto& m : multipart_fields(req, "model")) model = std::move(m);
       images = multipart_images(req);
       from_params();
       for (const auto& l : multipart_fields(req, "labels")) {
@@ -85,8 +87,9 @@ void install_classify_routes(httplib::Server& http, Engine& engine, const Reques
       from_params();
     } else {
       check_params(req, {"timings"});
-      check_fields(body,
-                   {"images", "image", "labelset", "labels", "templates", "top_k", "timings"});
+      check_fields(body, {"images", "image", "labelset", "labels", "templates", "top_k", "timings",
+                          "model"});
+      model = requested_model(body);
       if (body.contains("images")) {
         CS_CHECK_ARG(body["images"].is_array(), "'images' must be an array");
         check_items(body["images"].size(), bounds);
@@ -115,6 +118,8 @@ void install_classify_routes(httplib::Server& http, Engine& engine, const Reques
     CS_CHECK_ARG(q.top_k >= 0, "'top_k' must be >= 0");
     // Bounded before any prompt is built: labels x templates is what a request expands to.
     if (q.label_set.empty()) check_prompts(q.labels, q.templates, bounds);
+    const auto lease = models.resolve(model);
+    Engine& engine = *lease;
 
     std::vector<std::string> names;
     for (const auto& im : images) names.push_back(im.name);

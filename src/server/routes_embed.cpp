@@ -134,15 +134,14 @@ std::string strict_message(const std::string& name, int context) {
 
 }  // namespace
 
-void install_embedding_routes(httplib::Server& http, Engine& engine, const RequestBounds& bounds,
-                              std::function<void()> require_ready) {
+void install_embedding_routes(httplib::Server& http, ModelAccess models,
+                              const RequestBounds& bounds) {
   // OpenAI-compatible embeddings (texts), plus images as {"image": <base64>} items. One bad
   // input fails the whole request, as OpenAI's API does.
   // Infinity's clients add "modality": "image" with data URIs (or URLs) as the inputs, and
   // call the same route at the root (/embeddings).
-  auto openai = [&engine, bounds, require_ready](const httplib::Request& req,
-                                                 httplib::Response& res) {
-    require_ready();
+  auto openai = [models, bounds](const httplib::Request& req, httplib::Response& res) {
+    models.require_serving();
     json body = parse_json_body(req);  // first: form bodies would show up as parameters
     check_params(req, {"timings"});
     check_fields(body, {"input", "model", "encoding_format", "dimensions", "user", "timings",
@@ -155,14 +154,8 @@ void install_embedding_routes(httplib::Server& http, Engine& engine, const Reque
                    "'modality' must be text or image, got '", modality, "' (audio is not served)");
     }
     CS_CHECK_ARG(body.contains("input"), "missing 'input'");
-    if (body.contains("model") && !body["model"].is_null()) {
-      CS_CHECK_ARG(body["model"].is_string(), "'model' must be a string");
-      const auto m = body["model"].get<std::string>();
-      if (!model_name_matches(engine, m)) {
-        CS_THROW(kNotFound, "model '", m, "' is not served here; this server serves '",
-                 engine.model_id(), "'");
-      }
-    }
+    const auto lease = models.resolve(requested_model(body));
+    Engine& engine = *lease;
     std::string format = "float";
     if (body.contains("encoding_format") && !body["encoding_format"].is_null()) {
       CS_CHECK_ARG(body["encoding_format"].is_string(), "'encoding_format' must be a string");
@@ -272,9 +265,8 @@ void install_embedding_routes(httplib::Server& http, Engine& engine, const Reque
 
   // Native embeddings: JSON {"texts": [...], "images": [<base64>...]}, a raw image body, or a
   // multipart form (files = images, "text" fields = texts). Per-item results.
-  http.Post("/embed", [&engine, bounds, require_ready](const httplib::Request& req,
-                                                       httplib::Response& res) {
-    require_ready();
+  http.Post("/embed", [models, bounds](const httplib::Request& req, httplib::Response& res) {
+    models.require_serving();
     const bool form = req.is_multipart_form_data(), raw = !form && is_raw_image(req);
     json body;
     bool have_json = false;
@@ -282,7 +274,8 @@ void install_embedding_routes(httplib::Server& http, Engine& engine, const Reque
       body = parse_json_body(req, kEmbedBodies);
       have_json = true;
     }
-    check_params(req, {"timings", "normalize", "strict"});
+    check_params(req, {"timings", "normalize", "strict", "model"});
+    std::string model = req.has_param("model") ? req.get_param_value("model") : "";
     std::vector<std::string> texts;
     std::vector<ImageInput> images;
     bool normalize =
@@ -290,7 +283,8 @@ void install_embedding_routes(httplib::Server& http, Engine& engine, const Reque
     bool strict = req.has_param("strict") && bool_param(req.get_param_value("strict"), "strict");
     if (req.has_param("timings")) bool_param(req.get_param_value("timings"), "timings");
     if (form) {
-      check_multipart_fields(req, {"text", "texts"});
+      check_multipart_fields(req, {"text", "texts", "model"});
+      for (auto& m : multipart_fields(req, "model")) model = std::move(m);
       images = multipart_images(req);
       texts = multipart_fields(req, "text");
       for (auto& t : multipart_fields(req, "texts")) texts.push_back(std::move(t));
@@ -299,7 +293,9 @@ void install_embedding_routes(httplib::Server& http, Engine& engine, const Reque
       images.push_back(
           ImageInput::encoded(std::vector<uint8_t>(req.body.begin(), req.body.end()), "body"));
     } else {
-      check_fields(body, {"texts", "text", "images", "image", "normalize", "timings", "strict"});
+      check_fields(body,
+                   {"texts", "text", "images", "image", "normalize", "timings", "strict", "model"});
+      if (body.contains("model")) model = requested_model(body);
       if (body.contains("texts")) texts = string_list(body["texts"], "texts");
       if (body.contains("text")) {
         for (auto& t : string_list(body["text"], "text")) texts.push_back(std::move(t));
@@ -320,6 +316,8 @@ void install_embedding_routes(httplib::Server& http, Engine& engine, const Reque
     }
     CS_CHECK_ARG(!texts.empty() || !images.empty(), "no texts or images in the request");
     check_items(texts.size() + images.size(), bounds);
+    const auto lease = models.resolve(model);
+    Engine& engine = *lease;
     std::vector<std::string> text_names;
     for (size_t i = 0; i < texts.size(); ++i) {
       text_names.push_back(index_name("texts", i));

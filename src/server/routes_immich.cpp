@@ -26,15 +26,13 @@ std::string embedding_string(const Embeddings& e) {
 
 }  // namespace
 
-void install_immich_routes(httplib::Server& http, Engine& engine,
-                           std::function<void()> require_ready) {
+void install_immich_routes(httplib::Server& http, ModelAccess models) {
   http.Get("/ping", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("pong", "text/plain");
   });
 
-  http.Post("/predict", [&engine, require_ready](const httplib::Request& req,
-                                                 httplib::Response& res) {
-    require_ready();
+  http.Post("/predict", [models](const httplib::Request& req, httplib::Response& res) {
+    models.require_serving();
     if (!req.is_multipart_form_data()) {
       throw StatusError(415, "unsupported_media_type",
                         "POST /predict takes multipart/form-data (entries + image or text), as "
@@ -67,10 +65,12 @@ void install_immich_routes(httplib::Server& http, Engine& engine,
       }
       model = entry["modelName"].get<std::string>();
     }
-    if (!model_name_matches(engine, model)) {
-      CS_THROW(kNotFound, "model '", model, "' is not served here; this server serves '",
-               engine.model_id(), "' (Immich's ARCH__TAG spelling of its names works too)");
+    if (!models.models->find(model)) {
+      CS_THROW(kNotFound, models.models->not_served(model),
+               " (Immich's ARCH__TAG spelling of the names works too)");
     }
+    const auto lease = models.resolve(model);
+    Engine& engine = *lease;
     if (!multipart_fields(req, "assetId").empty()) {
       CS_THROW(kInvalidArgument, "assetId inputs are not supported; send the image");
     }

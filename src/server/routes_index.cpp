@@ -106,7 +106,8 @@ json hit_json(const SearchHit& h) {
 
 class Routes : public IndexRoutes {
  public:
-  Routes(Engine& engine, IndexRouteOptions opt) : engine_(engine), opt_(std::move(opt)) {
+  Routes(ModelAccess models, metrics::Registry& reg, IndexRouteOptions opt)
+      : models_(std::move(models)), reg_(reg), opt_(std::move(opt)) {
     std::error_code ec;
     fs::create_directories(opt_.collections_dir, ec);
     if (ec) CS_THROW(kIo, "cannot create ", opt_.collections_dir, ": ", ec.message());
@@ -227,10 +228,17 @@ class Routes : public IndexRoutes {
 
  private:
   std::shared_ptr<Collection> open(const std::string& name) {
-    CollectionSettings expect;
-    expect.model_id = engine_.model_id();
-    expect.dim = engine_.embed_dim();
-    std::shared_ptr<Collection> c = Collection::open(opt_.collections_dir + "/" + name, &expect);
+    // A collection embeds with the model it was built with: that model must be served.
+    std::shared_ptr<Collection> c = Collection::open(opt_.collections_dir + "/" + name, nullptr);
+    const auto info = models_.models->find(c->settings().model_id);
+    if (!info) {
+      CS_THROW(kInvalidArgument, "collection '", name, "' was built with model '",
+               c->settings().model_id, "', which this server does not serve (",
+               models_.models->not_served(c->settings().model_id), ")");
+    }
+    CS_CHECK_ARG(info->embed_dim == c->settings().dim, "collection '", name, "' holds ",
+                 c->settings().dim, "-d vectors; model '", info->id, "' makes ", info->embed_dim,
+                 "-d ones");
     std::lock_guard<std::mutex> lock(mu_);
     open_[name] = c;
     gauge(name).set(c->stats().documents);
@@ -249,8 +257,15 @@ class Routes : public IndexRoutes {
     check_name(name);
     CS_CHECK_ARG(body.is_object(), "the settings must be a JSON object");
     CollectionSettings s;
-    s.model_id = engine_.model_id();
-    s.dim = engine_.embed_dim();
+    std::string model;
+    if (body.contains("model")) {
+      CS_CHECK_ARG(body["model"].is_string(), "'model' must be a string");
+      model = body["model"].get<std::string>();
+    }
+    const auto info = models_.models->find(model);
+    if (!info) throw Error(ErrorCode::kNotFound, models_.models->not_served(model));
+    s.model_id = info->id;
+    s.dim = info->embed_dim;
     for (const auto& [k, v] : body.items()) {
       if (k == "lexicalFields") {
         CS_CHECK_ARG(v.is_array(), "'lexicalFields' must be an array of field names");
@@ -266,8 +281,7 @@ class Routes : public IndexRoutes {
                                            : s.flat_threshold;
         dst = v.get<int>();
       } else if (k == "model") {
-        CS_CHECK_ARG(v.is_string() && v.get<std::string>() == s.model_id,
-                     "this server embeds with model '", s.model_id, "'");
+        // chosen above
       } else {
         CS_THROW(kInvalidArgument, "unknown index setting '", k,
                  "' (lexicalFields, hnswM, efConstruction, efSearch, flatThreshold, model)");
@@ -303,15 +317,13 @@ class Routes : public IndexRoutes {
   }
 
   metrics::Gauge& gauge(const std::string& name) {
-    return engine_.metrics().gauge("clipserve_index_documents", "Documents per collection",
-                                   {{"index", name}});
+    return reg_.gauge("clipserve_index_documents", "Documents per collection", {{"index", name}});
   }
   static constexpr int64_t kSnapshotEvery = 20000;  // documents changed
 
   void count_writes(const std::string& name, Collection& c, int64_t added) {
     if (added) {
-      engine_.metrics()
-          .counter("clipserve_index_documents_written_total",
+      reg_.counter("clipserve_index_documents_written_total",
                    "Documents added or replaced, per collection", {{"index", name}})
           .inc(static_cast<uint64_t>(added));
     }
@@ -368,7 +380,11 @@ class Routes : public IndexRoutes {
         errors[i] = e.what();
       }
     }
-    auto embed_errors = embed_documents(engine_, srcs);
+    std::vector<std::string> embed_errors(srcs.size());
+    if (!srcs.empty()) {
+      const auto lease = models_.resolve(c.settings().model_id);
+      embed_errors = embed_documents(*lease, srcs);
+    }
     std::vector<DocumentInput> ok;
     std::vector<size_t> ok_where, ok_src;
     for (size_t k = 0; k < srcs.size(); ++k) {
@@ -414,8 +430,7 @@ class Routes : public IndexRoutes {
       }
     }
     count_writes(name, c, added);
-    engine_.metrics()
-        .histogram("clipserve_index_add_seconds", "Document batch latency (embed + store)",
+    reg_.histogram("clipserve_index_add_seconds", "Document batch latency (embed + store)",
                    metrics::latency_buckets(), {{"index", name}})
         .observe(ms_since(t0) / 1000.0);
     return {{"errors", any_error}, {"items", items}, {"processingTimeMs", ms_since(t0)}};
@@ -475,10 +490,10 @@ class Routes : public IndexRoutes {
     CS_CHECK_ARG(!image.empty() + !q.vector.empty() <= 1, "give one of 'image', 'vector', 'id'");
     double encode_ms = 0;
     if (q.method != SearchMethod::kLexical && q.vector.empty()) {
-      if (!engine_.ready()) CS_THROW(kUnavailable, "the model is warming up; retry shortly");
+      const auto lease = models_.resolve(c->settings().model_id);
       const auto te = Clock::now();
-      Embeddings e = image.empty() ? engine_.embed_texts({text})
-                                   : engine_.embed_images({ImageInput::encoded(image, "image")});
+      Embeddings e = image.empty() ? lease->embed_texts({text})
+                                   : lease->embed_images({ImageInput::encoded(image, "image")});
       encode_ms = ms_since(te);
       q.vector = e.data;
     }
@@ -486,8 +501,7 @@ class Routes : public IndexRoutes {
     json hits = json::array();
     for (const auto& h : r.hits) hits.push_back(hit_json(h));
     const double total = ms_since(t0);
-    engine_.metrics()
-        .histogram("clipserve_index_search_seconds", "Collection search latency (encode + search)",
+    reg_.histogram("clipserve_index_search_seconds", "Collection search latency (encode + search)",
                    metrics::latency_buckets(), {{"index", name}, {"method", method}})
         .observe(total / 1000.0);
     json out = {{"hits", hits},
@@ -500,7 +514,8 @@ class Routes : public IndexRoutes {
     return out;
   }
 
-  Engine& engine_;
+  ModelAccess models_;
+  metrics::Registry& reg_;
   IndexRouteOptions opt_;
   mutable std::mutex mu_;
   std::mutex create_mu_;
@@ -509,9 +524,10 @@ class Routes : public IndexRoutes {
 
 }  // namespace
 
-std::unique_ptr<IndexRoutes> register_index_routes(httplib::Server& http, Engine& engine,
+std::unique_ptr<IndexRoutes> register_index_routes(httplib::Server& http, ModelAccess models,
+                                                   metrics::Registry& reg,
                                                    const IndexRouteOptions& opt) {
-  auto r = std::make_unique<Routes>(engine, opt);
+  auto r = std::make_unique<Routes>(std::move(models), reg, opt);
   r->install(http);
   return r;
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "clipserve/engine.h"
+#include "server/model_set.h"
 
 namespace httplib {
 class Server;
@@ -31,7 +32,10 @@ class IndexRoutes {
 /// collection under opt.collections_dir (creating the directory) with the engine's model;
 /// throws Error(kUnsupported) when one holds another model's embeddings. The returned object
 /// must outlive the server's run().
-std::unique_ptr<IndexRoutes> register_index_routes(httplib::Server& http, Engine& engine,
+/// Each collection embeds with the served model it was built with (`models`); metrics go
+/// to `reg` (the server's: Server::metrics()).
+std::unique_ptr<IndexRoutes> register_index_routes(httplib::Server& http, ModelAccess models,
+                                                   metrics::Registry& reg,
                                                    const IndexRouteOptions& opt);
 
 }  // namespace clipserve::server

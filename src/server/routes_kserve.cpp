@@ -11,19 +11,20 @@ namespace clipserve::server {
 namespace {
 
 // The model of a /v2/models/{name}[/versions/{v}] path, or 404.
-void check_model(const Engine& engine, const std::string& name, const std::string& version) {
-  if (!model_name_matches(engine, name)) {
-    CS_THROW(kNotFound, "model '", name, "' is not served here; this server serves '",
-             engine.model_id(), "'");
-  }
+ModelSet::Info check_model(const ModelSet& models, const httplib::Request& req) {
+  const std::string name = req.matches[1];
+  const std::string version = req.matches.size() > 2 ? std::string(req.matches[2]) : "";
+  auto info = models.find(name);
+  if (!info) throw Error(ErrorCode::kNotFound, models.not_served(name));
   if (!version.empty() && version != "1") {
     CS_THROW(kNotFound, "model '", name, "' has no version '", version, "' (only 1)");
   }
+  return *info;
 }
 
-json metadata(const Engine& engine) {
-  const int d = engine.embed_dim();
-  return {{"name", engine.model_id()},
+json metadata(const ModelSet::Info& info) {
+  const int d = info.embed_dim;
+  return {{"name", info.id},
           {"versions", json::array({"1"})},
           {"platform", "clipserve"},
           {"inputs",
@@ -36,8 +37,7 @@ json metadata(const Engine& engine) {
 
 }  // namespace
 
-void install_kserve_routes(httplib::Server& http, Engine& engine, const RequestBounds& bounds,
-                           std::function<void()> require_ready, std::function<bool()> draining) {
+void install_kserve_routes(httplib::Server& http, ModelAccess models, const RequestBounds& bounds) {
   http.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(
         dump(
@@ -47,33 +47,30 @@ void install_kserve_routes(httplib::Server& http, Engine& engine, const RequestB
   http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"live\":true}", "application/json");
   });
-  http.Get("/v2/health/ready",
-           [&engine, draining](const httplib::Request&, httplib::Response& res) {
-             const bool ready = engine.ready() && !draining();
-             res.status = ready ? 200 : 503;
-             res.set_content(dump({{"ready", ready}}), "application/json");
-           });
-  auto model_ready = [&engine, draining](const httplib::Request& req, httplib::Response& res) {
-    check_model(engine, req.matches[1], req.matches.size() > 2 ? std::string(req.matches[2]) : "");
-    const bool ready = engine.ready() && !draining();
+  http.Get("/v2/health/ready", [models](const httplib::Request&, httplib::Response& res) {
+    const bool ready = models.models->ready() && !models.draining();
     res.status = ready ? 200 : 503;
-    res.set_content(dump({{"name", engine.model_id()}, {"ready", ready}}), "application/json");
+    res.set_content(dump({{"ready", ready}}), "application/json");
+  });
+  auto model_ready = [models](const httplib::Request& req, httplib::Response& res) {
+    const auto info = check_model(*models.models, req);
+    const bool ready = info.ready && !models.draining();
+    res.status = ready ? 200 : 503;
+    res.set_content(dump({{"name", info.id}, {"ready", ready}}), "application/json");
   };
   http.Get(R"(/v2/models/([^/]+)/ready)", model_ready);
   http.Get(R"(/v2/models/([^/]+)/versions/([^/]+)/ready)", model_ready);
-  auto model_meta = [&engine](const httplib::Request& req, httplib::Response& res) {
-    check_model(engine, req.matches[1], req.matches.size() > 2 ? std::string(req.matches[2]) : "");
-    res.set_content(dump(metadata(engine)), "application/json");
+  auto model_meta = [models](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(dump(metadata(check_model(*models.models, req))), "application/json");
   };
   http.Get(R"(/v2/models/([^/]+))", model_meta);
   http.Get(R"(/v2/models/([^/]+)/versions/([^/]+))", model_meta);
 
   // {"inputs": [{"name": "TEXT"|"IMAGE", "datatype": "BYTES", "shape": [n], "data": [...]}]}:
   // texts as strings, images as base64 strings; one input per request (a tower at a time).
-  auto infer = [&engine, bounds, require_ready](const httplib::Request& req,
-                                                httplib::Response& res) {
-    require_ready();
-    check_model(engine, req.matches[1], req.matches.size() > 2 ? std::string(req.matches[2]) : "");
+  auto infer = [models, bounds](const httplib::Request& req, httplib::Response& res) {
+    models.require_serving();
+    check_model(*models.models, req);
     json body = parse_json_body(req);
     check_fields(body, {"id", "inputs", "outputs", "parameters"});
     CS_CHECK_ARG(body.contains("inputs") && body["inputs"].is_array() && body["inputs"].size() == 1,
@@ -94,6 +91,8 @@ void install_kserve_routes(httplib::Server& http, Engine& engine, const RequestB
                    data.size(), "] (the number of data elements)");
     }
     check_items(data.size(), bounds);
+    const auto lease = models.resolve(req.matches[1]);
+    Engine& engine = *lease;
     Embeddings e;
     if (name == "TEXT") {
       std::vector<std::string> texts;

@@ -1,5 +1,5 @@
 // Model listing as OpenAI and Infinity clients call it: GET /v1/models, /v1/models/{id} and the
-// root aliases /models, /models/{id}; OpenAI-shaped errors for those clients.
+// root aliases /models, /models/{id}; OpenAI-shaped errors; how routes resolve a model name.
 #include <ctime>
 
 #include "core/check.h"
@@ -10,21 +10,37 @@ namespace clipserve::server {
 
 namespace {
 
-json model_json(const Engine& engine, long created) {
-  const auto& c = engine.config();
-  return {{"id", engine.model_id()},
+json model_json(const ModelSet::Info& info, long created) {
+  const auto& c = info.config;
+  return {{"id", info.id},
           {"object", "model"},
           {"created", created},
           {"owned_by", "clipserve"},
-          {"aliases", model_names(engine)},
-          {"embed_dim", engine.embed_dim()},
+          {"aliases", info.names},
+          {"task", "embedding"},
+          {"embed_dim", info.embed_dim},
           {"image_size", c.vision.image_size},
           {"context_length", c.text.context_length},
           {"modalities", json::array({"text", "image"})},
-          {"ready", engine.ready()}};
+          {"ready", info.ready},
+          {"loaded", info.loaded},
+          {"loads", info.loads}};
+}
+
+json detector_json(const std::string& id, long created) {
+  return {{"id", id},           {"object", "model"},
+          {"created", created}, {"owned_by", "clipserve"},
+          {"aliases", {id}},    {"task", "object-detection"},
+          {"ready", true},      {"loaded", true}};
 }
 
 }  // namespace
+
+std::string requested_model(const json& body) {
+  if (!body.contains("model") || body["model"].is_null()) return "";
+  CS_CHECK_ARG(body["model"].is_string(), "'model' must be a string");
+  return body["model"].get<std::string>();
+}
 
 bool is_openai_path(const std::string& path) {
   return path.rfind("/v1/", 0) == 0 || path == "/embeddings" || path == "/models" ||
@@ -58,21 +74,26 @@ void send_openai_error(httplib::Response& res, int status, const std::string& co
   res.set_content(dump(body), "application/json");
 }
 
-void install_model_routes(httplib::Server& http, Engine& engine) {
+void install_model_routes(httplib::Server& http, ModelAccess models, std::string detector_id) {
   const long created = static_cast<long>(std::time(nullptr));  // when this server started
-  auto list = [&engine, created](const httplib::Request& req, httplib::Response& res) {
+  auto list = [models, detector_id, created](const httplib::Request& req, httplib::Response& res) {
     check_params(req, {});
-    json body = {{"object", "list"}, {"data", json::array({model_json(engine, created)})}};
+    json data = json::array();
+    for (const auto& info : models.models->list()) data.push_back(model_json(info, created));
+    if (!detector_id.empty()) data.push_back(detector_json(detector_id, created));
+    json body = {{"object", "list"}, {"data", data}};
     res.set_content(dump(body), "application/json");
   };
-  auto one = [&engine, created](const httplib::Request& req, httplib::Response& res) {
+  auto one = [models, detector_id, created](const httplib::Request& req, httplib::Response& res) {
     check_params(req, {});
     const std::string id = req.matches[1];
-    if (!model_name_matches(engine, id)) {
-      CS_THROW(kNotFound, "model '", id, "' is not served here; this server serves '",
-               engine.model_id(), "'");
+    if (auto info = models.models->find(id)) {
+      res.set_content(dump(model_json(*info, created)), "application/json");
+    } else if (!detector_id.empty() && id == detector_id) {
+      res.set_content(dump(detector_json(detector_id, created)), "application/json");
+    } else {
+      throw Error(ErrorCode::kNotFound, models.models->not_served(id));
     }
-    res.set_content(dump(model_json(engine, created)), "application/json");
   };
   http.Get("/v1/models", list);
   http.Get("/models", list);

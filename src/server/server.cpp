@@ -9,6 +9,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "clipserve/detect.h"
 #include "core/check.h"
 #include "engine/metrics.h"
 #include "server/codec.h"
@@ -109,14 +110,35 @@ bool Server::origin_allowed(const std::string& origin, const std::string& host_h
 }
 
 Server::Server(Engine& engine, ServerOptions opt)
-    : engine_(engine), opt_(std::move(opt)), http_(std::make_unique<Router>()) {
+    : own_models_(std::make_unique<ModelSet>(engine.metrics())),
+      models_(own_models_.get()),
+      reg_(&engine.metrics()),
+      opt_(std::move(opt)),
+      http_(std::make_unique<Router>()) {
+  ModelSpec spec;
+  spec.names = opt_.model_names;
+  // Not owned: the caller keeps the engine alive longer than the server.
+  models_->add(std::shared_ptr<Engine>(&engine, [](Engine*) {}), std::move(spec));
+  init();
+}
+
+Server::Server(ModelSet& models, metrics::Registry& metrics, ServerOptions opt)
+    : models_(&models), reg_(&metrics), opt_(std::move(opt)), http_(std::make_unique<Router>()) {
+  CS_CHECK_ARG(models.size() >= 1, "the server needs at least one model");
+  init();
+}
+
+ModelAccess Server::model_access() {
+  return ModelAccess{models_, [this] { return draining_.load(); }};
+}
+
+void Server::init() {
   allowed_hosts_ = ServerOptions::default_allowed_hosts(opt_.host);
   for (const auto& h : opt_.allowed_hosts) allowed_hosts_.push_back(lower(h));
   if (!allowed_hosts_.empty() &&
       std::find(allowed_hosts_.begin(), allowed_hosts_.end(), "*") != allowed_hosts_.end()) {
     allowed_hosts_.clear();
   }
-  register_model_names(engine_, opt_.model_names);
   if (!opt_.url_fetch.allow.empty()) fetcher_ = std::make_unique<UrlFetcher>(opt_.url_fetch);
   http_->set_payload_max_length(opt_.max_body_bytes);
   http_->set_keep_alive_max_count(static_cast<size_t>(std::max(1, opt_.keep_alive_max_requests)));
@@ -142,7 +164,7 @@ Server::Server(Engine& engine, ServerOptions opt)
         {"error", {{"message", message}, {"type", type_for_status(status)}, {"code", status}}}};
     return dump(body);
   };
-  auto* reg = &engine_.metrics();
+  auto* reg = reg_;
   co.on_error = [reg](int status) {
     reg->counter("clipserve_http_requests_total", "HTTP requests by endpoint and status",
                  {{"endpoint", "connection"}, {"code", std::to_string(status)}})
@@ -196,7 +218,7 @@ void Server::stop() {
 }
 
 void Server::install_routes() {
-  auto& reg = engine_.metrics();
+  auto& reg = *reg_;
   auto* http_hist = &reg;
 
   http_->set_default_headers({{"X-Content-Type-Options", "nosniff"}});
@@ -304,9 +326,11 @@ void Server::install_routes() {
         }
       });
 
-  auto require_ready = [this]() {
-    if (draining_) CS_THROW(kUnavailable, "the server is shutting down");
-    if (!engine_.ready()) CS_THROW(kUnavailable, "the model is warming up; retry shortly");
+  const ModelAccess models = model_access();
+  // Label sets belong to one model: ?model=NAME (default: the default model).
+  auto label_engine = [models](const httplib::Request& req) {
+    check_params(req, {"model"});
+    return models.resolve(req.has_param("model") ? req.get_param_value("model") : "");
   };
 
   install_web_routes(*http_);
@@ -314,20 +338,29 @@ void Server::install_routes() {
   http_->Get("/health/live", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{\"status\":\"live\"}", "application/json");
   });
-  http_->Get("/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+  // Overall readiness; ?model=NAME: that model's (an idle-unloaded model counts as ready).
+  http_->Get("/health/ready", [this](const httplib::Request& req, httplib::Response& res) {
+    check_params(req, {"model"});
+    bool ready = models_->ready();
+    if (req.has_param("model")) {
+      const auto info = models_->find(req.get_param_value("model"));
+      if (!info)
+        throw Error(ErrorCode::kNotFound, models_->not_served(req.get_param_value("model")));
+      ready = info->ready;
+    }
     if (draining_) {
       res.status = 503;
       res.set_content("{\"status\":\"draining\"}", "application/json");
-    } else if (!engine_.ready()) {
+    } else if (!ready) {
       res.status = 503;
       res.set_content("{\"status\":\"warming_up\"}", "application/json");
     } else {
       res.set_content("{\"status\":\"ready\"}", "application/json");
     }
   });
-  install_model_routes(*http_, engine_);
+  install_model_routes(*http_, models, opt_.detector ? opt_.detector->model_id() : "");
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    std::string text = engine_.metrics_text();
+    std::string text = reg_->render();
     text +=
         "# HELP clipserve_http_open_connections Open HTTP connections\n"
         "# TYPE clipserve_http_open_connections gauge\n"
@@ -336,35 +369,36 @@ void Server::install_routes() {
     res.set_content(std::move(text), "text/plain; version=0.0.4");
   });
 
-  install_embedding_routes(*http_, engine_, opt_.bounds, require_ready);
-  install_classify_routes(*http_, engine_, opt_.bounds, require_ready);
-  install_immich_routes(*http_, engine_, require_ready);
-  install_kserve_routes(*http_, engine_, opt_.bounds, require_ready,
-                        [this] { return draining_.load(); });
+  install_embedding_routes(*http_, models, opt_.bounds);
+  install_classify_routes(*http_, models, opt_.bounds);
+  install_immich_routes(*http_, models);
+  install_kserve_routes(*http_, models, opt_.bounds);
 
-  http_->Get("/labelsets", [this](const httplib::Request&, httplib::Response& res) {
-    json body = {{"labelsets", engine_.label_set_names()}};
+  http_->Get("/labelsets", [label_engine](const httplib::Request& req, httplib::Response& res) {
+    const auto engine = label_engine(req);
+    json body = {{"labelsets", engine->label_set_names()}};
     res.set_content(dump(body), "application/json");
   });
   http_->Put(R"(/labelsets/([^/]+))",
-             [this, require_ready](const httplib::Request& req, httplib::Response& res) {
-               require_ready();
+             [this, label_engine](const httplib::Request& req, httplib::Response& res) {
                const std::string name = req.matches[1];
                check_label_set_name(name);
-               json body = parse_json_body(req);
+               json body = parse_json_body(req);  // first: a form body would be parameters
+               const auto lease = label_engine(req);
+               Engine& engine = *lease;
                check_fields(body, {"labels", "templates"});
                CS_CHECK_ARG(body.contains("labels"), "missing 'labels'");
                auto labels = string_list(body["labels"], "labels");
                std::vector<std::string> templates;
                if (body.contains("templates")) templates = templates_from(body["templates"]);
                check_prompts(labels, templates, opt_.bounds);
-               if (!engine_.get_label_set(name) &&
-                   engine_.label_set_names().size() >= opt_.bounds.max_label_sets) {
+               if (!engine.get_label_set(name) &&
+                   engine.label_set_names().size() >= opt_.bounds.max_label_sets) {
                  CS_THROW(kTooLarge, "there are already ", opt_.bounds.max_label_sets,
                           " label sets (--max-label-sets); delete one first");
                }
-               const bool replaced = engine_.put_label_set(name, labels, templates);
-               auto info = engine_.get_label_set(name);
+               const bool replaced = engine.put_label_set(name, labels, templates);
+               auto info = engine.get_label_set(name);
                json out = {{"name", name},
                            {"labels", info ? info->labels.size() : 0},
                            {"templates", info ? info->templates.size() : 0},
@@ -372,17 +406,18 @@ void Server::install_routes() {
                res.status = replaced ? 200 : 201;
                res.set_content(dump(out), "application/json");
              });
-  http_->Get(R"(/labelsets/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-    const std::string name = req.matches[1];
-    auto info = engine_.get_label_set(name);
-    if (!info) CS_THROW(kNotFound, "label set '", name, "' is not registered");
-    json out = {{"name", name}, {"labels", info->labels}, {"templates", info->templates}};
-    res.set_content(dump(out), "application/json");
-  });
+  http_->Get(
+      R"(/labelsets/([^/]+))", [label_engine](const httplib::Request& req, httplib::Response& res) {
+        const std::string name = req.matches[1];
+        auto info = label_engine(req)->get_label_set(name);
+        if (!info) CS_THROW(kNotFound, "label set '", name, "' is not registered");
+        json out = {{"name", name}, {"labels", info->labels}, {"templates", info->templates}};
+        res.set_content(dump(out), "application/json");
+      });
   http_->Delete(R"(/labelsets/([^/]+))",
-                [this](const httplib::Request& req, httplib::Response& res) {
+                [label_engine](const httplib::Request& req, httplib::Response& res) {
                   const std::string name = req.matches[1];
-                  if (!engine_.delete_label_set(name)) {
+                  if (!label_engine(req)->delete_label_set(name)) {
                     CS_THROW(kNotFound, "label set '", name, "' is not registered");
                   }
                   res.set_content(dump(json({{"deleted", name}})), "application/json");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "clipserve/engine.h"
+#include "server/model_set.h"
 #include "server/url_fetch.h"
 
 namespace httplib {
@@ -58,8 +59,9 @@ struct ServerOptions {
   /// another Origin gets 403; none are allowed by default.
   std::vector<std::string> cors_origins;
   RequestBounds bounds;
-  /// More names clients may use for the model (the --model argument, --model-id); the
-  /// engine's model_id() is always one. Immich's "ARCH__TAG" matches "ARCH/TAG".
+  /// More names clients may use for the model of Server(Engine&, ...) (the --model argument,
+  /// --model-id); the engine's model_id() is always one. Immich's "ARCH__TAG" matches
+  /// "ARCH/TAG". A ModelSet carries its own names.
   std::vector<std::string> model_names;
   /// Image URLs in requests: fetched only from these hosts (off when `allow` is empty).
   UrlFetchOptions url_fetch;
@@ -72,7 +74,11 @@ struct ServerOptions {
 /// watcher) makes run() return after the requests in flight have been answered.
 class Server {
  public:
+  /// Serves one engine (metrics go to engine.metrics()).
   Server(Engine& engine, ServerOptions opt);
+  /// Serves several models, chosen by each request's model name (the first is the default);
+  /// every metric goes to `metrics` (give the engines the same registry, labelled per model).
+  Server(ModelSet& models, metrics::Registry& metrics, ServerOptions opt);
   ~Server();
 
   /// Binds the listening socket; returns the port. Throws Error(kIo) when it cannot.
@@ -88,13 +94,19 @@ class Server {
   /// Frames and answers one raw request without sockets (fuzzing, tests): the raw response,
   /// or "" when `request` is incomplete. Thread-safe like the routes themselves.
   std::string handle_raw(std::string_view request);
+  /// For route groups registered from outside (collections).
+  ModelAccess model_access();
+  metrics::Registry& metrics() { return *reg_; }
 
  private:
+  void init();
   void install_routes();
   bool host_allowed(const std::string& host_header) const;
   bool origin_allowed(const std::string& origin, const std::string& host_header) const;
 
-  Engine& engine_;
+  std::unique_ptr<ModelSet> own_models_;  // Server(Engine&, ...)
+  ModelSet* models_;
+  metrics::Registry* reg_;
   ServerOptions opt_;
   std::unique_ptr<Router> http_;
   std::unique_ptr<ConnectionLayer> conn_;
