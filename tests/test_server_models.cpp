@@ -2,6 +2,7 @@
 // 404 listing the served models, per-model readiness, labelled metrics, per-model label sets
 // and collections, and idle unloading with reload + warm-up on the next request.
 #include <filesystem>
+#include <fstream>
 
 #include "engine/metrics.h"
 #include "server/model_set.h"
@@ -274,6 +275,50 @@ TEST_F(ModelsTest, AModelInUseIsNotUnloaded) {
   beta_enc_->open_gate();
   slow.join();
   EXPECT_EQ(reloads_.load(), 0);
+}
+
+TEST_F(ModelsTest, IdsMustBeUniqueAndSharedNamesStayWithTheFirst) {
+  server::ModelSet set(*registry_);
+  set.add(make("alpha", 8, true), {{"shared-path"}, nullptr, 0});
+  EXPECT_THROW(set.add(make("alpha", 8, true), {}), Error);
+  set.add(make("beta", 16, true), {{"shared-path", "b"}, nullptr, 0});
+  EXPECT_EQ(set.find("shared-path")->id, "alpha");
+  EXPECT_EQ(set.find("b")->id, "beta");
+  EXPECT_EQ(set.acquire("beta")->embed_dim(), 16);
+  EXPECT_EQ(set.acquire("")->model_id(), "alpha");
+  try {
+    set.acquire("nope");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_STREQ(e.what(), "model 'nope' is not served here; this server serves 'alpha', 'beta'");
+  }
+}
+
+TEST(ServeModelsFile, BadFilesAreClearErrors) {
+  const std::string dir = test::temp_dir();
+  auto run = [&](const std::string& content) {
+    const std::string f = dir + "/models.json";
+    std::ofstream(f) << content;
+    return test::run_command(test::cli_path() + " serve --port 0 --models " + f + " 2>&1");
+  };
+  const std::pair<std::string, std::string> cases[] = {
+      {"{not json", "not valid JSON"},
+      {R"({"models": []})", "expected {\"models\""},
+      {R"({"models": [{"id": "x"}]})", "needs \"model\""},
+      {R"({"models": [{"model": "m", "max_batch": 0}]})", "max_batch must be an integer >= 1"},
+      {R"({"models": [{"model": "m", "unload_after": -1}]})", "unload_after must be a number"},
+      {R"({"models": [{"model": "m", "precison": "bf16"}]})", "unknown key 'precison'"},
+  };
+  for (const auto& [content, needle] : cases) {
+    auto [rc, out] = run(content);
+    EXPECT_NE(rc, 0) << content;
+    EXPECT_NE(out.find(needle), std::string::npos) << content << " -> " << out;
+  }
+  auto [rc, out] = test::run_command(test::cli_path() +
+                                     " serve --port 0 --model a --model-id x --model-id y 2>&1");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("more --model-id (2) than --model (1)"), std::string::npos) << out;
 }
 
 }  // namespace

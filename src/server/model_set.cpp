@@ -56,23 +56,26 @@ void ModelSet::add(std::shared_ptr<Engine> engine, ModelSpec spec) {
   CS_CHECK_ARG(engine != nullptr, "ModelSet::add needs an engine");
   auto e = std::make_unique<Entry>();
   std::vector<std::string> names = {engine->model_id()};
-  for (auto& n : spec.names) {
-    if (!n.empty() && std::find(names.begin(), names.end(), n) == names.end()) {
-      names.push_back(std::move(n));
-    }
-  }
-  spec.names = std::move(names);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& other : entries_) {
-      for (const auto& n : spec.names) {
+    auto taken = [&](const std::string& n) {
+      for (const auto& other : entries_) {
         for (const auto& m : other->spec.names) {
-          CS_CHECK_ARG(n != m, "two served models are both named '", n,
-                       "' (give one another --model-id)");
+          if (m == n) return true;
         }
+      }
+      return false;
+    };
+    CS_CHECK_ARG(!taken(names[0]), "two served models are both named '", names[0],
+                 "' (give one another --model-id)");
+    // A further name another model already has stays with that one (two ids, one path).
+    for (auto& n : spec.names) {
+      if (!n.empty() && !taken(n) && std::find(names.begin(), names.end(), n) == names.end()) {
+        names.push_back(std::move(n));
       }
     }
   }
+  spec.names = std::move(names);
   e->config = engine->config();
   e->embed_dim = engine->embed_dim();
   e->engine = std::move(engine);

@@ -25,6 +25,7 @@ namespace clipserve::server {
 struct ModelSpec {
   /// Names a client may use (the first is the id listed in /v1/models; the engine's
   /// model_id() is added in front when it differs). Immich's "ARCH__TAG" matches "ARCH/TAG".
+  /// Ids must be unique; a further name an earlier model already has stays with that one.
   std::vector<std::string> names;
   /// Builds the engine again after an idle unload (not warmed up: the set warms it). Null:
   /// the model is never unloaded.

@@ -1,8 +1,10 @@
 // The OpenAI Node SDK (npm `openai`, pinned in package-lock.json) against a real
 // `clipserve serve` (synthetic tiny model, free loopback port): text and image embeddings,
 // base64 encoding, model listing, and the SDK's error classes with their status, type, code
-// and param. Exit 77 (ctest: skipped) when the package is not installed.
-import { readFileSync } from "node:fs";
+// and param; then a server hosting two models (serve --model A --model B --unload-after):
+// the SDK's model name picks the engine, an idle model is unloaded and reloaded on demand.
+// Exit 77 (ctest: skipped) when the package is not installed.
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import assert from "node:assert/strict";
 import { repo, tinyModel, serve } from "./serve.mjs";
@@ -76,12 +78,75 @@ try {
     assert.equal(e.code, "invalid_api_key");
     return true;
   });
-  console.log("OpenAI SDK test passed");
+  console.log("OpenAI SDK test passed (one model)");
 } catch (e) {
   failed = true;
   console.error(e);
   console.error("server log:\n" + log());
 } finally {
   proc.kill("SIGTERM");
+}
+if (failed) process.exit(1);
+
+// Several models in one server: clip-a, clip-b (other weights) from the command line, and
+// clip-c (clip-b's weights, own settings, unloaded after 1 s idle) from a --models file.
+const { tmp: tmpB, model: modelB } = tinyModel("clipserve-openai-b-", 7);
+const modelsFile = path.join(tmpB, "models.json");
+writeFileSync(modelsFile, JSON.stringify({ models: [
+  { model: modelB, id: "clip-c", aliases: ["c-alias"], max_queue: 8, unload_after: 1 }] }));
+const two = await serve(model, ["--model-id", "clip-a", "--model", modelB, "--model-id", "clip-b",
+  "--models", modelsFile]);
+try {
+  const sdk = new OpenAI({ baseURL: two.base + "/v1", apiKey: "unused", maxRetries: 0 });
+  const nativeOf = async (m, body) => (await fetch(two.base + "/embed?model=" + m, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })).json();
+  const a = await sdk.embeddings.create({ model: "clip-a", input: "a photo of a dog" });
+  const b = await sdk.embeddings.create({ model: "clip-b", input: "a photo of a dog" });
+  assert.equal(a.model, "clip-a");
+  assert.equal(b.model, "clip-b");
+  const wantA = await nativeOf("clip-a", { texts: ["a photo of a dog"] });
+  const wantB = await nativeOf("clip-b", { texts: ["a photo of a dog"] });
+  a.data[0].embedding.forEach((v, k) => assert.ok(Math.abs(v - wantA.text_embeddings[0][k]) < 1e-6));
+  b.data[0].embedding.forEach((v, k) => assert.ok(Math.abs(v - wantB.text_embeddings[0][k]) < 1e-6));
+  assert.ok(a.data[0].embedding.some((v, k) => Math.abs(v - b.data[0].embedding[k]) > 1e-3),
+    "two models, two different embeddings");
+  const ids = (await sdk.models.list()).data.map((m) => m.id);
+  assert.deepEqual(ids, ["clip-a", "clip-b", "clip-c"]);
+  await assert.rejects(sdk.embeddings.create({ model: "gpt-4", input: "x" }), (e) => {
+    assert.ok(e instanceof OpenAI.NotFoundError, e.constructor.name);
+    assert.match(e.message, /serves 'clip-a', 'clip-b', 'clip-c'/);
+    return true;
+  });
+  const c = await sdk.embeddings.create({ model: "c-alias", input: "a photo of a dog" });
+  assert.equal(c.model, "clip-c");
+  c.data[0].embedding.forEach((v, k) => assert.ok(Math.abs(v - b.data[0].embedding[k]) < 1e-6));
+  // clip-c idle for over a second: unloaded (still ready); clip-b (no unload_after) stays.
+  let info;
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    info = (await sdk.models.retrieve("clip-c"));
+    if (info.loaded === false) break;
+  }
+  assert.equal(info.loaded, false, JSON.stringify(info));
+  assert.equal((await sdk.models.retrieve("clip-b")).loaded, true);
+  assert.equal((await fetch(two.base + "/health/ready")).status, 200);
+  // The next request reloads it, warmed up, and its timings show the wait.
+  const again = await (await fetch(two.base + "/v1/embeddings", { method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ model: "clip-c", input: "a photo of a dog", timings: true }) })).json();
+  assert.ok(again.timings.model_load_ms > 0, JSON.stringify(again.timings));
+  again.data[0].embedding.forEach((v, k) => assert.ok(Math.abs(v - b.data[0].embedding[k]) < 1e-6));
+  assert.equal((await sdk.models.retrieve("clip-c")).loads, 2);
+  const metrics = await (await fetch(two.base + "/metrics")).text();
+  assert.match(metrics, /clipserve_items_encoded_total\{model="clip-c",tower="text"\} \d+/);
+  assert.match(metrics, /clipserve_model_loads_total\{model="clip-c"\} 2/);
+  assert.match(metrics, /clipserve_model_loaded\{model="clip-b"\} 1/);
+  console.log("OpenAI SDK test passed (two models, idle unload)");
+} catch (e) {
+  failed = true;
+  console.error(e);
+  console.error("server log:\n" + two.log());
+} finally {
+  two.proc.kill("SIGTERM");
 }
 process.exit(failed ? 1 : 0);

@@ -10,11 +10,11 @@ export const repo = path.resolve(here, "../..");
 export const cli = process.env.CLIPSERVE_CLI || path.join(repo, "build/clipserve");
 
 /// A fresh temporary directory and the tiny synthetic model in it: {tmp, model}.
-export function tinyModel(prefix) {
+export function tinyModel(prefix, seed = 0) {
   const tmp = mkdtempSync(path.join(tmpdir(), prefix));
   const model = path.join(tmp, "tiny");
   execFileSync(cli, ["synth-model", "--config", path.join(repo, "tests/data/engine/tiny_config.json"),
-    "--seed", "0", "--out", model], { stdio: "ignore" });
+    "--seed", String(seed), "--out", model], { stdio: "ignore" });
   return { tmp, model };
 }
 
