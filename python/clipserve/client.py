@@ -33,17 +33,20 @@ class Client:
     ``url``: the server's base address (``http://127.0.0.1:8080``). ``api_key``: sent as
     ``Authorization: Bearer`` (the server's ``--api-key``). ``timeout``: seconds per request.
     ``max_items_per_request``: longer calls are split into several requests (the server
-    limits body sizes). Thread-safe: each call makes its own connection.
+    limits body sizes). ``model``: which of the server's models to use (its id or any alias;
+    ``None`` = the server's default model), for a server started with several ``--model``.
+    Thread-safe: each call makes its own connection.
     """
 
     def __init__(self, url: str, api_key: Optional[str] = None, *, timeout: float = 60.0,
-                 max_items_per_request: int = 64) -> None:
+                 max_items_per_request: int = 64, model: Optional[str] = None) -> None:
         if not url.startswith(("http://", "https://")):
             url = "http://" + url
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
         self.max_items = max(1, int(max_items_per_request))
+        self.model = model
         self._info: Optional[Dict[str, Any]] = None
         self._lock = threading.Lock()
 
@@ -107,9 +110,20 @@ class Client:
     def _model_info(self) -> Dict[str, Any]:
         with self._lock:
             if self._info is None:
-                _, body, _ = self._request("GET", "/v1/models")
-                self._info = body["data"][0]
+                if self.model is None:
+                    _, body, _ = self._request("GET", "/v1/models")
+                    self._info = body["data"][0]
+                else:
+                    _, self._info, _ = self._request("GET", f"/v1/models/{self.model}")
             return self._info
+
+    def _with_model(self, req: Dict[str, Any]) -> Dict[str, Any]:
+        if self.model is not None:
+            req["model"] = self.model
+        return req
+
+    def _model_query(self) -> Optional[Dict[str, str]]:
+        return None if self.model is None else {"model": self.model}
 
     # ---- embeddings -------------------------------------------------------------------------
     def _embed(self, inputs: List[Any], normalize: bool) -> Embeddings:
@@ -119,7 +133,8 @@ class Client:
             part = inputs[start:start + self.max_items]
             if normalize:  # OpenAI-style endpoint, exact float32 as base64
                 _, body, ms = self._request(
-                    "POST", "/v1/embeddings", {"input": part, "encoding_format": "base64"},
+                    "POST", "/v1/embeddings",
+                    self._with_model({"input": part, "encoding_format": "base64"}),
                     query={"timings": "1"})
                 for d in sorted(body["data"], key=lambda d: d["index"]):
                     rows.append(np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4"))
@@ -131,7 +146,8 @@ class Client:
                     req["texts"] = texts
                 if images:
                     req["images"] = images
-                _, body, ms = self._request("POST", "/embed", req, query={"timings": "1"})
+                _, body, ms = self._request("POST", "/embed", self._with_model(req),
+                                            query={"timings": "1"})
                 key = "text_embeddings" if texts else "image_embeddings"
                 for err in body.get("errors") or []:  # per-item answers: raise the first error
                     self._item_error({"error": err.get("error", err)} if isinstance(err, dict)
@@ -196,7 +212,8 @@ class Client:
                     templates in _TEMPLATE_NAMES else _inputs.template_list(templates, [], [])
             if top_k is not None:
                 req["top_k"] = int(top_k)
-            _, body, ms = self._request("POST", "/classify", req, query={"timings": "1"})
+            _, body, ms = self._request("POST", "/classify", self._with_model(req),
+                                        query={"timings": "1"})
             for r in sorted(body["results"], key=lambda r: r.get("index", 0)):
                 self._item_error(r)
                 rows.append([LabelScore(s["label"], float(s["prob"]), float(s["cosine"]))
@@ -212,21 +229,23 @@ class Client:
         if templates is not None:
             req["templates"] = templates if isinstance(templates, str) and \
                 templates in _TEMPLATE_NAMES else _inputs.template_list(templates, [], [])
-        _, body, _ = self._request("PUT", f"/labelsets/{name}", req)
+        _, body, _ = self._request("PUT", f"/labelsets/{name}", req, query=self._model_query())
         return bool(body.get("replaced", False))
 
     def get_label_set(self, name: str) -> Optional[LabelSet]:
-        status, body, _ = self._request("GET", f"/labelsets/{name}", allow_404=True)
+        status, body, _ = self._request("GET", f"/labelsets/{name}", query=self._model_query(),
+                                        allow_404=True)
         if status == 404:
             return None
         return LabelSet(body["name"], tuple(body["labels"]), tuple(body["templates"]))
 
     def delete_label_set(self, name: str) -> bool:
-        status, _, _ = self._request("DELETE", f"/labelsets/{name}", allow_404=True)
+        status, _, _ = self._request("DELETE", f"/labelsets/{name}", query=self._model_query(),
+                                     allow_404=True)
         return status != 404
 
     def label_sets(self) -> List[str]:
-        _, body, _ = self._request("GET", "/labelsets")
+        _, body, _ = self._request("GET", "/labelsets", query=self._model_query())
         return list(body["labelsets"])
 
     # ---- front-ends and information ---------------------------------------------------------
@@ -257,7 +276,7 @@ class Client:
     def ready(self) -> bool:
         """True when the server has finished warming up (``GET /health/ready``)."""
         try:
-            status, _, _ = self._request("GET", "/health/ready")
+            status, _, _ = self._request("GET", "/health/ready", query=self._model_query())
             return status == 200
         except ClipserveError:
             return False
@@ -285,8 +304,14 @@ class Client:
                  "clipserve_label_cache_hits_total": "label_cache_hits",
                  "clipserve_label_cache_misses_total": "label_cache_misses"}
         out: Dict[str, int] = {}
+        # A server with several models labels each series model="ID" first.
+        own = f'model="{self._model_info()["id"]}"'
         for line in self.metrics_text().splitlines():
             key, _, value = line.rpartition(" ")
+            if "{" + own in key:
+                key = key.replace("{" + own + "}", "").replace(own + ",", "")
+            elif 'model="' in key:
+                continue
             if key in names:
                 out[names[key]] = int(float(value))
         return out
