@@ -9,8 +9,10 @@
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/command.h"
+#include "cli/inputs.h"
 #include "clipserve/detect.h"
 #include "core/check.h"
 #include "core/file.h"
@@ -23,7 +25,7 @@ namespace {
 
 const char* kUsage =
     "usage: clipserve detect --model M (--queries \"a,b\" | --queries-file F | --example IMG)\n"
-    "                        [--threshold T] [--dump DIR] [--draw DIR] [options] IMAGE...\n"
+    "                        [--threshold T] [--dump DIR] [--draw DIR] [options] IMAGE|DIR...\n"
     "\n"
     "Open-vocabulary detection with OWL-ViT (transformers OwlViTForObjectDetection), numbers\n"
     "as transformers 4.30's. Prints one JSON line per image, in input order:\n"
@@ -32,7 +34,9 @@ const char* kUsage =
     "   \"box\": [x0, y0, x1, y1]}], \"timings\": {...}}\n"
     "By default exactly post_process_object_detection: score = sigmoid(best query logit) >\n"
     "threshold, boxes in pixels of the original image, unclipped, no NMS, patch order.\n"
-    "A file that fails gives {\"file\", \"error\"}; the others still run; exit status 1.\n"
+    "A file that fails gives {\"file\", \"error\"} (and a line on stderr); the others still run;\n"
+    "a summary of the failures ends the job; exit status 1 if any failed. A directory stands\n"
+    "for its image files (recursive, by extension, sorted).\n"
     "\n"
     "options:\n"
     "  --model M            OWL-ViT directory or hub name (google/owlvit-base-patch32)\n"
@@ -55,7 +59,9 @@ const char* kUsage =
     "  --batch N            largest vision batch (default 4)\n"
     "  --backend B          cpu (default) or reference\n"
     "  --precision P        fp32 (default) or bf16\n"
-    "  --threads N          compute threads (default: all cores)\n";
+    "  --threads N          compute threads (default: all cores)\n"
+    "  --files-from F       read image paths from F (one per line; - for stdin); repeatable\n"
+    "  --no-progress        no progress line on stderr (default: shown on a terminal)\n";
 
 std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
@@ -123,16 +129,18 @@ int run_detect(int argc, char** argv) {
       .option("backend")
       .option("precision")
       .option("threads")
+      .option("files-from")
       .flag("sort")
       .flag("clip-boxes")
-      .flag("truncate");
+      .flag("truncate")
+      .flag("no-progress");
   args.parse(argc, argv);
   const auto model = args.get("model");
   CS_CHECK_ARG(model.has_value(), "--model M is required");
   const int sources = args.has("queries") + args.has("queries-file") + args.has("example");
   CS_CHECK_ARG(sources == 1, "give exactly one of --queries a,b, --queries-file F, --example IMG");
-  const auto& files = args.positional();
-  CS_CHECK_ARG(!files.empty(), "no images given");
+  CS_CHECK_ARG(!args.positional().empty() || args.has("files-from"), "no images given");
+  const std::vector<InputEntry> files = expand_inputs(args.positional(), args.values("files-from"));
   std::vector<std::string> queries;
   if (args.has("queries")) queries = split_comma_list(*args.get("queries"));
   if (args.has("queries-file")) queries = read_queries_file(*args.get("queries-file"));
@@ -182,13 +190,19 @@ int run_detect(int argc, char** argv) {
   };
   std::deque<Pending> pending;
   size_t next = 0, done = 0;
-  int failures = 0;
+  Failures failures("detect");
+  Progress progress(files.size(), "images", progress_wanted(args.has("no-progress")));
+  // --dump / --draw name outputs by file name: a second input with the same name (another
+  // folder) would overwrite the first one's, so it fails instead.
+  std::set<std::string> out_names;
   const size_t window = static_cast<size_t>(2 * std::max(1, o.max_batch));
   const auto start = std::chrono::steady_clock::now();
   while (done < files.size()) {
     while (next < files.size() && pending.size() < window) {
-      const std::string f = files[next++];
-      pending.push_back({f, std::async(std::launch::async, [&, f] {
+      const InputEntry e = files[next++];
+      const std::string f = e.value;
+      pending.push_back({f, std::async(std::launch::async, [&, e, f] {
+                           if (!e.error.empty()) throw Error(ErrorCode::kIo, e.error);
                            const std::vector<uint8_t> bytes = read_file_bytes(f);
                            return guided ? det->detect_by_example(bytes, example, example_box, p, f)
                                          : det->detect(bytes, queries, p, f);
@@ -199,6 +213,11 @@ int run_detect(int argc, char** argv) {
     try {
       const DetectionResult r = cur.result.get();
       line = result_json(cur.file, r);
+      const std::string name = std::filesystem::path(cur.file).filename().string();
+      if ((dump || draw) && !out_names.insert(name).second) {
+        CS_THROW(kInvalidArgument, "another input named '", name,
+                 "' was already written to --dump/--draw (same file name in two folders)");
+      }
       if (dump) {
         const std::string base = *dump + "/" + std::filesystem::path(cur.file).filename().string();
         write_npy_f32(base + ".logits.npy", r.logits, {r.boxes, r.queries});
@@ -217,20 +236,22 @@ int run_detect(int argc, char** argv) {
       }
     } catch (const std::exception& e) {
       line = {{"file", cur.file}, {"error", e.what()}};
-      ++failures;
-      std::fprintf(stderr, "clipserve detect: %s: %s\n", cur.file.c_str(), e.what());
+      failures.add(cur.file, e.what(), &progress);
     }
     std::printf("%s\n",
                 line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     pending.pop_front();
     ++done;
+    progress.update(done, failures.count());
   }
   std::fflush(stdout);
+  progress.finish();
   const double total_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::fprintf(stderr, "clipserve detect: %zu images in %.2f s; model load %.2f s; %d failed\n",
-               files.size(), total_s, load_s, failures);
-  return failures ? 1 : 0;
+  std::fprintf(stderr, "clipserve detect: %zu images in %.2f s; model load %.2f s; %zu failed\n",
+               files.size(), total_s, load_s, failures.count());
+  failures.summarize();
+  return failures.count() ? 1 : 0;
 }
 
 const bool registered = register_command(
