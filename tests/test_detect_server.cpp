@@ -1,5 +1,6 @@
 // POST /detect over HTTP (routes_detect.cpp): JSON + base64, raw image bodies with query
-// parameters, multipart forms with an example image; answers equal the Detector's own.
+// parameters, multipart forms with an example image; answers equal the Detector's own. On the
+// compact OWL-ViT checkpoint in tests/data/owlvit, so it runs on a fresh clone.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -9,6 +10,7 @@
 #include "clipserve/detect.h"
 #include "core/file.h"
 #include "engine_testing.h"
+#include "owlvit_testing.h"
 #include "server/codec.h"
 #include "server/server.h"
 #include "testing.h"
@@ -21,12 +23,10 @@ using json = nlohmann::json;
 class DetectServer : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto fx = test::shared_fixtures();
-    if (!fx) GTEST_SKIP() << "../shared/fixtures not found: skipping POST /detect (OWL-ViT model)";
-    images_ = *fx + "/images";
+    images_ = test::data_dir() + "/owlvit";
     DetectorOptions dopt;
     dopt.max_batch = 2;
-    detector_ = Detector::load(*fx + "/models/owlvit-tiny/patch16-256", dopt);
+    detector_ = Detector::load(test::compact_model_dir(), dopt);
     engine_ = Engine::create(std::make_unique<test::HashEncoder>(), test::fake_frontends(), {});
     engine_->warm_up();
     server::ServerOptions so;
@@ -109,6 +109,38 @@ TEST_F(DetectServer, JsonRawAndMultipart) {
   const json c = json::parse(r->body);
   EXPECT_EQ(c["example_box_index"], want3.example_box_index);
   expect_same(c, want3);
+}
+
+TEST_F(DetectServer, JsonOptionsAsNumbers) {
+  const std::string tench = image("n01440764_tench.JPEG");
+  const std::vector<uint8_t> tb(tench.begin(), tench.end());
+  DetectParams p;
+  p.threshold = 0.25f;
+  p.top_k = 3;
+  p.sort_by_score = true;
+  p.nms_iou = 0.5f;
+  const DetectionResult want = detector_->detect(tb, {"a fish", "a nail"}, p);
+  ASSERT_EQ(want.detections.size(), 3u);
+  // JSON integers and fractions as a browser's JSON.stringify writes them.
+  const std::string body = R"({"image": ")" + server::base64_encode(tb) +
+                           R"(", "queries": ["a fish", "a nail"], "threshold": 0.25, "top_k": 3,)"
+                           R"( "sort": true, "nms": 0.5})";
+  auto r = client().Post("/detect", body, "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json got = json::parse(r->body);
+  expect_same(got, want);
+  for (size_t i = 1; i < got["detections"].size(); ++i) {
+    EXPECT_GE(got["detections"][i - 1]["score"].get<float>(),
+              got["detections"][i]["score"].get<float>());
+  }
+  r = client().Post("/detect",
+                    R"({"image": ")" + server::base64_encode(tb) +
+                        R"(", "queries": ["a"], "top_k": 2.5})",
+                    "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("top_k"), std::string::npos) << r->body;
 }
 
 TEST_F(DetectServer, Errors) {

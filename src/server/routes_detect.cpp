@@ -132,7 +132,10 @@ DetectRequest parse(const httplib::Request& req) {
     for (const char* k : {"threshold", "nms", "top_k"}) {
       if (body.contains(k) && !body[k].is_null()) {
         CS_CHECK_ARG(body[k].is_number(), "'", k, "' must be a number");
-        apply_option(r, k, std::to_string(body[k].get<double>()));
+        // Integers as integers ("5", not "5.000000": top_k is parsed as one); other numbers
+        // with every digit they carry.
+        apply_option(r, k, body[k].is_number_integer() ? std::to_string(body[k].get<int64_t>())
+                                                       : body[k].dump());
       }
     }
     for (const char* k : {"clip_boxes", "sort", "truncate"}) {

@@ -303,7 +303,12 @@ $("detect-form").addEventListener("submit", async (e) => {
   const image = await readDataUrl(f);
   const queries = $("queries").value.split(",").map((s) => s.trim()).filter(Boolean);
   try {
-    const r = await api("POST", "/detect", { image, queries, threshold: Number($("threshold").value) });
+    const body = { image, queries, threshold: Number($("threshold").value) };
+    // The best N boxes, sorted by score (0 = all, in transformers' patch order); optional NMS.
+    const topk = Number($("topk").value);
+    if (topk > 0) { body.top_k = topk; body.sort = true; }
+    if ($("nms").value.trim() !== "") body.nms = Number($("nms").value);
+    const r = await api("POST", "/detect", body);
     const dets = r.detections || (r.results && r.results[0] && r.results[0].detections) || [];
     drawDetections(image, dets);
     $("detect-info").textContent = `${dets.length} found · ` + fmtTimings(r.timings);

@@ -1,10 +1,12 @@
 // Browser test of the web page: a real `clipserve serve` (synthetic tiny model) on a free
 // loopback port, headless Debian Chromium driven by playwright-core. Classifies images, checks
 // the bars against the API's own answer, shows an error for a corrupt image and stays usable,
-// searches a collection when the server has collections, asks for the API key when one is set,
+// searches a collection when the server has collections, detects with an OWL-ViT model (the
+// compact checkpoint in tests/data/owlvit) and draws the API's boxes, asks for the API key when one is set,
 // and takes screenshots of each view at desktop and phone width into $CLIPSERVE_SCREENSHOTS.
 // Exit 77 (ctest: skipped) with a message when Chromium or playwright-core is missing.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { inflateSync } from "node:zlib";
 import path from "node:path";
 import assert from "node:assert/strict";
 import { repo, tinyModel, serve as serveModel } from "./serve.mjs";
@@ -152,6 +154,55 @@ try {
     await page.click("#classify-form button[type=submit]");
     await page.waitForFunction(() => document.querySelectorAll("#classify-results li .bar").length === 3 &&
       document.getElementById("classify-error").textContent === "");
+    assert.deepEqual(errors, [], "no script errors");
+    await page.close();
+  }
+
+  // Detection: the Detect tab appears when the server has --detect-model; the list and the
+  // canvas show the API's own answer.
+  const owl = path.join(tmp, "owlvit");
+  mkdirSync(owl);
+  const od = path.join(repo, "tests/data/owlvit");
+  writeFileSync(path.join(owl, "model.safetensors"),
+    inflateSync(readFileSync(path.join(od, "patch16-256.model.safetensors.zlib"))));
+  copyFileSync(path.join(od, "patch16-256.config.json"), path.join(owl, "config.json"));
+  copyFileSync(path.join(od, "patch16-256.preprocessor_config.json"), path.join(owl, "preprocessor_config.json"));
+  const d = await serveModel(model, ["--detect-model", owl]);
+  servers.push(d);
+  const fish = path.join(od, "n01440764_tench.JPEG");
+  for (const [wname, viewport] of [["desktop", { width: 1280, height: 860 }], ["phone", { width: 390, height: 844 }]]) {
+    const page = await browser.newPage({ viewport });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(d.base + "/");
+    await page.waitForSelector("#tab-detect:not([hidden])");
+    await page.click("#tab-detect");
+    await page.setInputFiles("#detect-image", [fish]);
+    await page.fill("#queries", "a fish, a nail");
+    await page.fill("#threshold", "0.2");
+    await page.fill("#topk", "5");
+    await page.click("#detect-form button[type=submit]");
+    await page.waitForSelector("#detect-list li");
+    const items = await page.$$eval("#detect-list li", (lis) => lis.map((li) => li.textContent));
+    const want = await apiJson(d.base, "POST", "/detect",
+      { image: dataUrl(fish).replace("image/jpeg", "image/jpeg"), queries: ["a fish", "a nail"], threshold: 0.2, top_k: 5, sort: true });
+    assert.equal(want.status, 200, JSON.stringify(want.body));
+    assert.equal(want.body.detections.length, 5);
+    assert.deepEqual(items, want.body.detections.map((x) =>
+      `${x.label}: ${Number(x.score).toFixed(3)} at [${x.box.map((v) => Math.round(v)).join(", ")}]`));
+    // The canvas holds the picture at its own size, with boxes drawn on it.
+    const size = await page.$eval("#detect-canvas", (c) => [c.width, c.height]);
+    assert.deepEqual(size, want.body.image_size);
+    assert.match(await page.textContent("#detect-info"), /5 found/);
+    await page.screenshot({ path: path.join(shots, `detect-${wname}.png`), fullPage: true });
+    // A corrupt image: an error, and the next detection works.
+    await page.setInputFiles("#detect-image", [corrupt]);
+    await page.click("#detect-form button[type=submit]");
+    await page.waitForFunction(() => document.getElementById("detect-error").textContent.length > 0);
+    await page.setInputFiles("#detect-image", [fish]);
+    await page.click("#detect-form button[type=submit]");
+    await page.waitForFunction(() => document.getElementById("detect-error").textContent === "" &&
+      document.querySelectorAll("#detect-list li").length === 5);
     assert.deepEqual(errors, [], "no script errors");
     await page.close();
   }
