@@ -233,7 +233,7 @@ TEST_F(ModelsTest, IdleModelIsUnloadedAndReloadedOnTheNextRequest) {
   const auto before = post("/v1/embeddings", {{"model", "beta"}, {"input", "a dog"}});
   ASSERT_EQ(before->status, 200);
   const int r0 = reloads_.load();  // 1 if it was already unloaded before that request (slow start)
-  beta_.reset();  // the test's own reference must not keep it loaded
+  beta_.reset();                   // the test's own reference must not keep it loaded
   for (int i = 0; i < 200 && beta_info()["loaded"] != false; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -258,6 +258,37 @@ TEST_F(ModelsTest, IdleModelIsUnloadedAndReloadedOnTheNextRequest) {
   // A request to a loaded model shows no load wait.
   auto warm = post("/v1/embeddings", {{"model", "beta"}, {"input", "x"}, {"timings", true}});
   EXPECT_EQ(json::parse(warm->body)["timings"]["model_load_ms"], 0);
+}
+
+TEST_F(ModelsTest, AFailedReloadIsA503AndTheNextRequestRetries) {
+  server::ModelSet set(*registry_);
+  set.add(make("alpha", 8, true), {});
+  std::atomic<int> attempts{0};
+  server::ModelSpec spec;
+  spec.unload_after_s = 1e-3;
+  spec.reload = [&]() -> std::unique_ptr<Engine> {
+    if (attempts.fetch_add(1) == 0) throw Error(ErrorCode::kIo, "model.safetensors: gone");
+    return make("beta", 16, false);
+  };
+  set.add(make("beta", 16, true), std::move(spec));
+  for (int i = 0; i < 500 && set.find("beta")->loaded; ++i) {  // the timer unloads it
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_FALSE(set.find("beta")->loaded);
+  try {
+    set.acquire("beta");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find("could not be reloaded: model.safetensors: gone"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(set.find("beta")->loaded);
+  auto lease = set.acquire("beta");  // the next request tries again
+  EXPECT_GT(lease.load_ms, 0);
+  EXPECT_EQ(lease->embed_dim(), 16);
+  EXPECT_EQ(attempts.load(), 2);
 }
 
 TEST_F(ModelsTest, AModelInUseIsNotUnloaded) {

@@ -127,9 +127,16 @@ ModelSet::Lease ModelSet::acquire(const std::string& requested) {
   std::lock_guard<std::mutex> lock(e->mu);
   e->last_used = SteadyClock::now();
   if (!e->engine) {
-    // Reload and warm up on this request's thread; requests for this model wait here.
-    std::unique_ptr<Engine> fresh = e->spec.reload();
-    fresh->warm_up();
+    // Reload and warm up on this request's thread; requests for this model wait here. A
+    // failure (files gone, out of memory) is this request's 503; the next one tries again.
+    std::unique_ptr<Engine> fresh;
+    try {
+      fresh = e->spec.reload();
+      fresh->warm_up();
+    } catch (const std::exception& ex) {
+      throw Error(ErrorCode::kUnavailable,
+                  "model '" + e->spec.names[0] + "' could not be reloaded: " + ex.what());
+    }
     e->engine = std::move(fresh);
     e->loads.fetch_add(1);
     e->loads_total->inc();
