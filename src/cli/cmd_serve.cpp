@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -368,6 +369,12 @@ int run_serve(int argc, char** argv) {
     dopt.threads = eo.encoder.threads;
     dopt.max_batch = args.get_int("detect-batch", 4);
     dopt.warmup = eo.warmup;
+    // Named like the embedding models: a directory by its name, a hub name as given.
+    if (std::filesystem::is_directory(*dm)) {
+      std::string dir = *dm;
+      while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+      dopt.model_id = dir.substr(dir.find_last_of('/') + 1);
+    }
     detector = Detector::load(*dm, dopt);
     so.detector = detector.get();
   }
