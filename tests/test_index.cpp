@@ -11,8 +11,10 @@
 
 #include "clipserve/collection.h"
 #include "clipserve/error.h"
+#include "index/dot_simd.h"
 #include "index/filter.h"
 #include "index/fusion.h"
+#include "index/vector_index.h"
 #include "index_testing.h"
 #include "testing.h"
 
@@ -201,6 +203,25 @@ TEST(Collection, ExactSearchEqualsBruteForceIdsAndScores) {
   }
 }
 
+TEST(Index, FastDotAgreesWithTheExactDotOnEveryLength) {
+  // The graph's distance kernel (AVX-512 / AVX2 / scalar, whichever this CPU runs) against
+  // the double-accumulated reference, for lengths around every vector-width boundary.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int n : {1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 512, 513, 768}) {
+    std::vector<float> a(n), b(n);
+    for (int i = 0; i < n; ++i) a[i] = u(rng), b[i] = u(rng);
+    double mag = 0;
+    for (int i = 0; i < n; ++i) mag += std::abs(double(a[i]) * b[i]);
+    const float want = index::dot_exact(a.data(), b.data(), n);
+    EXPECT_NEAR(index::dot_fast(a.data(), b.data(), n), want, 1e-6 * mag + 1e-7)
+        << "n=" << n << " isa=" << index::dot_fast_isa();
+    const size_t len = n;
+    EXPECT_NEAR(index::ip_distance()(a.data(), b.data(), &len), 1.0f - want, 1e-6 * mag + 1e-6)
+        << "n=" << n;
+  }
+}
+
 TEST(Collection, HnswRecallAndSelectiveFiltersStillFillTheLimit) {
   const int dim = 32, n = 6000;
   auto s = settings(dim);
@@ -229,6 +250,22 @@ TEST(Collection, HnswRecallAndSelectiveFiltersStillFillTheLimit) {
     }
   }
   EXPECT_GE(found, total * 9 / 10) << "recall@10 " << double(found) / total;
+  {  // ids only: the same hits and scores, no text or metadata read
+    SearchQuery q;
+    q.vector = random_vector(dim, 77);
+    q.limit = 7;
+    q.offset = 3;
+    auto full = c->search(q);
+    q.with_metadata = false;
+    auto ids = c->search(q);
+    ASSERT_EQ(ids.hits.size(), full.hits.size());
+    for (size_t k = 0; k < ids.hits.size(); ++k) {
+      EXPECT_EQ(ids.hits[k].id, full.hits[k].id);
+      EXPECT_EQ(ids.hits[k].score, full.hits[k].score);
+      EXPECT_TRUE(ids.hits[k].metadata.empty());
+      EXPECT_FALSE(full.hits[k].metadata.empty());
+    }
+  }
   // Filters of every selectivity: as many hits as match, up to the limit, all matching.
   for (const char* f :
        {"i:[0 TO 3]", "i:[0 TO 200]", "tags:five", "color:red", "even:true", "NOT i:5"}) {

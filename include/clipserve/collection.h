@@ -112,6 +112,7 @@ struct SearchQuery {
   bool exact = false;         ///< kVector: skip the approximate index (the flat reference path)
   int rrf_k = 60;             ///< kHybrid: score = sum over the two lists of 1 / (rrf_k + rank)
   bool with_vectors = false;  ///< fill SearchHit::vector
+  bool with_metadata = true;  ///< false: hits carry only id and score (text, metadata not read)
 };
 
 struct SearchHit {

@@ -263,7 +263,11 @@ Collection::Impl::Reader Collection::Impl::reader() const {
       return r;
     }
   }
-  return Reader(this, std::make_unique<Db>(db_path(), false));
+  auto db = std::make_unique<Db>(db_path(), false);
+  // Hit fetches read pages straight from the mapping (no pread per page); SQLite caps the
+  // size at its compile-time maximum (2 GiB in Debian's build), the rest is read as usual.
+  db->exec("PRAGMA mmap_size=" + std::to_string(int64_t{1} << 40));
+  return Reader(this, std::move(db));
 }
 
 Collection::Collection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -2,6 +2,7 @@
 // candidate sets), lexical (FTS5 BM25), hybrid (reciprocal rank fusion), filters, paging.
 #include <algorithm>
 #include <chrono>
+#include <unordered_map>
 
 #include "core/check.h"
 #include "index/collection_impl.h"
@@ -121,20 +122,40 @@ SearchResult Collection::search(const SearchQuery& q) const {
              : q.method == SearchMethod::kLexical ? std::move(lex)
                                                   : index::rrf_fuse({vec, lex}, q.rrf_k);
   }
-  Stmt get(*r.db, q.with_vectors ? "SELECT id, text, metadata, vector FROM docs WHERE row = ?"
-                                 : "SELECT id, text, metadata FROM docs WHERE row = ?");
-  for (size_t i = static_cast<size_t>(q.offset); i < ranked.size() && i < static_cast<size_t>(need);
-       ++i) {
-    get.reset();
-    get.bind(1, ranked[i].first);
-    if (!get.step()) continue;  // removed from SQLite, removal from the index not yet acknowledged
-    SearchHit h;
-    h.id = get.text(0);
-    if (!get.is_null(1)) h.text = get.text(1);
-    h.metadata = json::parse(get.text(2));
-    h.score = ranked[i].second;
-    if (q.with_vectors) index::blob_to_vector(get.blob(3), m.settings.dim, &h.vector);
-    res.hits.push_back(std::move(h));
+  // The page of hits, fetched in one statement (prepared once per connection).
+  const size_t lo = std::min(static_cast<size_t>(q.offset), ranked.size());
+  const size_t hi = std::min(static_cast<size_t>(need), ranked.size());
+  if (hi > lo) {
+    std::string sql = q.with_metadata ? "SELECT row, id, text, metadata" : "SELECT row, id";
+    if (q.with_vectors) sql += ", vector";
+    sql += " FROM docs WHERE row IN (?";
+    for (size_t i = lo + 1; i < hi; ++i) sql += ",?";
+    sql += ")";
+    Stmt& get = r.db->cached(sql);
+    for (size_t i = lo; i < hi; ++i) get.bind(static_cast<int>(i - lo + 1), ranked[i].first);
+    std::unordered_map<int64_t, SearchHit> found;
+    found.reserve(hi - lo);
+    const int vcol = q.with_metadata ? 4 : 2;
+    while (get.step()) {
+      SearchHit h;
+      h.id = get.text(1);
+      if (q.with_metadata) {
+        if (!get.is_null(2)) h.text = get.text(2);
+        h.metadata = json::parse(get.text(3));
+      } else {
+        h.metadata = json::object();
+      }
+      if (q.with_vectors) index::blob_to_vector(get.blob(vcol), m.settings.dim, &h.vector);
+      found.emplace(get.int64(0), std::move(h));
+    }
+    res.hits.reserve(hi - lo);
+    for (size_t i = lo; i < hi; ++i) {
+      auto it = found.find(ranked[i].first);
+      // Absent: removed from SQLite, its removal from the index not yet acknowledged.
+      if (it == found.end()) continue;
+      it->second.score = ranked[i].second;
+      res.hits.push_back(std::move(it->second));
+    }
   }
   res.search_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -13,6 +13,7 @@
 #include <queue>
 
 #include "core/check.h"
+#include "index/dot_simd.h"
 #include "index/vector_index.h"
 
 namespace clipserve::index {
@@ -38,6 +39,19 @@ bool normalize(const float* v, int dim, float* out) {
 namespace {
 
 using Hnsw = hnswlib::HierarchicalNSW<float>;
+
+// hnswlib's inner-product space with our run-time dispatched kernel: Debian's header picks
+// its SIMD at compile time, and this build targets baseline x86-64 (SSE only).
+class FastIpSpace : public hnswlib::SpaceInterface<float> {
+ public:
+  explicit FastIpSpace(int dim) : dim_(static_cast<size_t>(dim)) {}
+  size_t get_data_size() override { return dim_ * sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return ip_distance(); }
+  void* get_dist_func_param() override { return &dim_; }
+
+ private:
+  size_t dim_;
+};
 
 // hnswlib's loader trusts the file (a failed load leaves the object impossible to destroy):
 // check the header and the link-list layout against what this collection would write first.
@@ -194,7 +208,7 @@ class HnswIndex : public VectorIndex {
 
  private:
   HnswParams p_;
-  hnswlib::InnerProductSpace space_;
+  FastIpSpace space_;
   std::unique_ptr<Hnsw> hnsw_;
 };
 
