@@ -128,10 +128,15 @@ def peer(args):
         else:
             faiss.write_index(idx, path)
         build["bytes_per_vector"] = os.path.getsize(path) / n
+        if args.build_note:
+            build["build_note"] = args.build_note
         with open(meta_path, "w") as f:
             json.dump(build, f)
         out.update(build)
         out["built_now"] = True
+        if args.build_only:
+            print(json.dumps(out))
+            return
 
     def search(q, ef, threads):
         if args.engine == "hnswlib":
@@ -270,6 +275,8 @@ def main():
     ap.add_argument("--regen", action="store_true")
     ap.add_argument("--engines", default="clipserve,hnswlib,faiss")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--build-only", action="store_true", help="peer: build and cache, no search")
+    ap.add_argument("--build-note", default="", help="peer: how the build ran (kept with its time)")
     args = ap.parse_args()
     {"gen": gen, "peer": peer, "run": run, "report": report}[args.cmd](args)
 

@@ -8,8 +8,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <thread>
@@ -56,15 +56,16 @@ int main(int argc, char** argv) {
   const int64_t n = base.shape.at(0);
   const int dim = static_cast<int>(base.shape.at(1));
   // --reuse 1: keep a collection built by an earlier run with the same data (no build step).
-  const bool reuse = arg(argc, argv, "reuse", "0") == "1" &&
-                     std::filesystem::exists(out + "/collection.db");
+  const bool reuse =
+      arg(argc, argv, "reuse", "0") == "1" && std::filesystem::exists(out + "/collection.db");
   if (!reuse) std::filesystem::remove_all(out);
   CollectionSettings s;
   s.model_id = "bench";
   s.dim = dim;
   s.hnsw_m = std::stoi(arg(argc, argv, "m", "16"));
   s.hnsw_ef_construction = std::stoi(arg(argc, argv, "efc", "200"));
-  nlohmann::json res = {{"engine", "clipserve"}, {"n", n}};
+  s.vector_storage = arg(argc, argv, "storage", "fp32");
+  nlohmann::json res = {{"engine", "clipserve"}, {"n", n}, {"storage", s.vector_storage}};
   const auto t0 = Clock::now();
   if (!reuse) {
     auto c = Collection::create(out, s);
@@ -131,8 +132,7 @@ int main(int argc, char** argv) {
         for (const auto& id : found[static_cast<size_t>(i)]) hit += g.count(id) ? 1 : 0;
         rec += hit / 10.0;
       }
-      return std::pair<double, double>(rec / static_cast<double>(nq),
-                                       static_cast<double>(nq) / dt);
+      return std::pair<double, double>(rec / static_cast<double>(nq), static_cast<double>(nq) / dt);
     };
     // Smallest ladder ef reaching each target recall (bisection; recall rises with ef), then
     // queries/s there on 1 and 2 threads (ids only, like the peers), and 1 thread with the
@@ -149,13 +149,16 @@ int main(int argc, char** argv) {
     for (double target : targets) {
       size_t lo = 0, hi = std::size(kLadder) - 1;
       if (recall_of(hi) < target) {
-        res["results"].push_back({{"queries", qs}, {"target", target}, {"ef", nullptr},
-                                  {"max_recall", recall_of(hi)}});
+        res["results"].push_back(
+            {{"queries", qs}, {"target", target}, {"ef", nullptr}, {"max_recall", recall_of(hi)}});
         continue;
       }
       while (lo < hi) {
         const size_t mid = (lo + hi) / 2;
-        if (recall_of(mid) >= target) hi = mid; else lo = mid + 1;
+        if (recall_of(mid) >= target)
+          hi = mid;
+        else
+          lo = mid + 1;
       }
       const int ef = kLadder[lo];
       nlohmann::json row = {{"queries", qs}, {"target", target}, {"ef", ef}};

@@ -62,6 +62,7 @@ json settings_to_json(const CollectionSettings& s) {
           {"hnsw_ef_construction", s.hnsw_ef_construction},
           {"hnsw_ef_search", s.hnsw_ef_search},
           {"flat_threshold", s.flat_threshold},
+          {"vector_storage", s.vector_storage},
           {"extra", s.extra}};
 }
 
@@ -74,6 +75,7 @@ CollectionSettings settings_from_json(const json& j) {
   s.hnsw_ef_construction = j.value("hnsw_ef_construction", 200);
   s.hnsw_ef_search = j.value("hnsw_ef_search", 64);
   s.flat_threshold = j.value("flat_threshold", 2000);
+  s.vector_storage = j.value("vector_storage", std::string("fp32"));
   s.extra = j.value("extra", json::object());
   return s;
 }
@@ -86,13 +88,18 @@ void check_settings(const CollectionSettings& s) {
   CS_CHECK_ARG(s.hnsw_ef_search >= 1 && s.hnsw_ef_search <= 10000,
                "hnsw_ef_search must be 1..10000");
   CS_CHECK_ARG(s.flat_threshold >= 0, "flat_threshold must be >= 0");
+  index::VectorStorage vs;
+  CS_CHECK_ARG(index::parse_storage(s.vector_storage, &vs),
+               "vector_storage must be fp32, fp16 or int8 (got '", s.vector_storage, "')");
   for (const auto& f : s.lexical_fields) {
     CS_CHECK_ARG(!f.empty() && f.size() <= 128, "lexical field names must be 1-128 characters");
   }
 }
 
 index::HnswParams hnsw_params(const CollectionSettings& s) {
-  return {s.dim, s.hnsw_m, s.hnsw_ef_construction};
+  index::HnswParams p{s.dim, s.hnsw_m, s.hnsw_ef_construction};
+  index::parse_storage(s.vector_storage, &p.storage);  // checked by check_settings
+  return p;
 }
 
 bool valid_field_name(const std::string& k) {

@@ -39,7 +39,7 @@ Db::~Db() {
   sqlite3_close_v2(db_);
 }
 
-Stmt& Db::cached(const std::string& sql) {
+Stmt& Db::cached(const std::string& sql) const {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
     if (cache_.size() >= 64) cache_.clear();

@@ -33,12 +33,12 @@ class Db {
   const std::string& path() const { return path_; }
   /// A statement prepared once per connection (at most 64 kept), reset and unbound. Not
   /// re-entrant: finish with one before asking for the same SQL again.
-  Stmt& cached(const std::string& sql);
+  Stmt& cached(const std::string& sql) const;
 
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
-  std::unordered_map<std::string, std::unique_ptr<Stmt>> cache_;
+  mutable std::unordered_map<std::string, std::unique_ptr<Stmt>> cache_;
 };
 
 class Stmt {

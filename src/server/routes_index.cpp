@@ -265,12 +265,16 @@ class Routes : public IndexRoutes {
                    : k == "efSearch"       ? s.hnsw_ef_search
                                            : s.flat_threshold;
         dst = v.get<int>();
+      } else if (k == "vectorStorage") {
+        CS_CHECK_ARG(v.is_string(), "'vectorStorage' must be \"fp32\", \"fp16\" or \"int8\"");
+        s.vector_storage = v.get<std::string>();
       } else if (k == "model") {
         CS_CHECK_ARG(v.is_string() && v.get<std::string>() == s.model_id,
                      "this server embeds with model '", s.model_id, "'");
       } else {
         CS_THROW(kInvalidArgument, "unknown index setting '", k,
-                 "' (lexicalFields, hnswM, efConstruction, efSearch, flatThreshold, model)");
+                 "' (lexicalFields, hnswM, efConstruction, efSearch, flatThreshold, "
+                 "vectorStorage, model)");
       }
     }
     std::lock_guard<std::mutex> lock(create_mu_);
