@@ -203,12 +203,13 @@ def table(runs):
                     extra = (f" ({row['qps1_metadata']:.0f} with metadata)" if "qps1_metadata" in row else "")
                     lines.append(f"| {r['engine']} | {row['ef']} | {row['recall']:.4f} | "
                                  f"{row['qps1']:.0f}{extra} | {row['qps2']:.0f} |")
-    lines.append("\n| engine | build s | peak RSS MB (build) | reopen s | bytes/vector on disk |")
-    lines.append("|---|---|---|---|---|")
+    lines.append("\n| engine | build s | peak RSS MB (build) | reopen s | bytes/vector on disk | index MB (in memory) |")
+    lines.append("|---|---|---|---|---|---|")
     nan = float("nan")
     for r in runs:
         lines.append(f"| {r['engine']} | {r.get('build_s', nan):.1f} | {r.get('peak_rss_mb', nan):.0f} | "
-                     f"{r.get('reopen_s', nan):.2f} | {r.get('bytes_per_vector', nan):.0f} |")
+                     f"{r.get('reopen_s', nan):.2f} | {r.get('bytes_per_vector', nan):.0f} | "
+                     f"{r.get('ann_bytes', r.get('bytes_per_vector', nan) * r.get('n', 0)) / 1e6:.0f} |")
     return "\n".join(lines)
 
 
@@ -216,13 +217,18 @@ def run(args):
     if not os.path.exists(f"{args.work}/gt_cross.npy") or args.regen:
         gen(args)
     for engine in args.engines.split(","):
+        label = engine
         if engine == "clipserve":
             coll = f"{args.work}/coll_M{args.m}_efc{args.efc}"
+            if args.storage != "fp32":
+                coll += f"_{args.storage}"
+                label = f"clipserve-{args.storage}"
             meta_path = coll + ".build.json"
             reuse = os.path.exists(meta_path) and os.path.exists(coll + "/collection.db")
             cmd = [args.bin, "--data", args.work, "--out", coll, "--m", str(args.m),
                    "--efc", str(args.efc), "--queries", str(args.queries),
-                   "--repeats", str(args.repeats), "--reuse", "1" if reuse else "0"]
+                   "--repeats", str(args.repeats), "--reuse", "1" if reuse else "0",
+                   "--storage", args.storage] + (["--targets", ""] if args.build_only else [])
         else:
             cmd = [sys.executable, __file__, "peer", "--engine", engine, "--work", args.work,
                    "--m", str(args.m), "--efc", str(args.efc), "--queries", str(args.queries),
@@ -237,20 +243,24 @@ def run(args):
                     r.update(json.load(f))
             else:  # the build's numbers, kept for later runs that reuse the collection
                 r["built_now"] = True
+                meta = {k: r[k] for k in ("n", "build_s", "snapshot_s", "peak_rss_mb")}
+                if args.build_note:
+                    meta["build_note"] = r["build_note"] = args.build_note
                 with open(meta_path, "w") as f:
-                    json.dump({k: r[k] for k in ("n", "build_s", "snapshot_s", "peak_rss_mb")}, f)
+                    json.dump(meta, f)
+        r["engine"] = label
         r["load_after"] = os.getloadavg()[0]
         r["wall_s"] = time.perf_counter() - t
-        with open(f"{args.work}/result_{engine}.json", "w") as f:
+        with open(f"{args.work}/result_{label}.json", "w") as f:
             json.dump(r, f, indent=1)
-        print(f"run: {engine} done in {r['wall_s']:.0f} s (load {r['load_after']:.1f})",
+        print(f"run: {label} done in {r['wall_s']:.0f} s (load {r['load_after']:.1f})",
               file=sys.stderr, flush=True)
     report(args)
 
 
 def report(args):
     runs = []
-    for engine in ("clipserve", "hnswlib", "faiss"):
+    for engine in ("clipserve", "clipserve-fp16", "clipserve-int8", "hnswlib", "faiss"):
         path = f"{args.work}/result_{engine}.json"
         if os.path.exists(path):
             with open(path) as f:
@@ -275,6 +285,7 @@ def main():
     ap.add_argument("--regen", action="store_true")
     ap.add_argument("--engines", default="clipserve,hnswlib,faiss")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--storage", default="fp32", help="clipserve's vectorStorage: fp32, fp16, int8")
     ap.add_argument("--build-only", action="store_true", help="peer: build and cache, no search")
     ap.add_argument("--build-note", default="", help="peer: how the build ran (kept with its time)")
     args = ap.parse_args()
