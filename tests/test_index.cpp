@@ -11,8 +11,10 @@
 
 #include "clipserve/collection.h"
 #include "clipserve/error.h"
+#include "index/dot_simd.h"
 #include "index/filter.h"
 #include "index/fusion.h"
+#include "index/vector_index.h"
 #include "index_testing.h"
 #include "testing.h"
 
@@ -201,6 +203,103 @@ TEST(Collection, ExactSearchEqualsBruteForceIdsAndScores) {
   }
 }
 
+TEST(Index, FastDotAgreesWithTheExactDotOnEveryLength) {
+  // The graph's distance kernel (AVX-512 / AVX2 / scalar, whichever this CPU runs) against
+  // the double-accumulated reference, for lengths around every vector-width boundary.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int n : {1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 512, 513, 768}) {
+    std::vector<float> a(n), b(n);
+    for (int i = 0; i < n; ++i) a[i] = u(rng), b[i] = u(rng);
+    double mag = 0;
+    for (int i = 0; i < n; ++i) mag += std::abs(double(a[i]) * b[i]);
+    const float want = index::dot_exact(a.data(), b.data(), n);
+    EXPECT_NEAR(index::dot_fast(a.data(), b.data(), n), want, 1e-6 * mag + 1e-7)
+        << "n=" << n << " isa=" << index::dot_fast_isa();
+    const size_t len = n;
+    EXPECT_NEAR(index::ip_distance()(a.data(), b.data(), &len), 1.0f - want, 1e-6 * mag + 1e-6)
+        << "n=" << n;
+  }
+}
+
+TEST(Index, CompressedCodeKernelsAgreeWithTheirReferences) {
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int n : {1, 5, 16, 31, 32, 33, 64, 100, 512, 515}) {
+    std::vector<float> a(n), b(n);
+    for (int i = 0; i < n; ++i) a[i] = u(rng), b[i] = u(rng);
+    const size_t len = n;
+    std::vector<uint8_t> ha(index::fp16_code_bytes(len)), hb(ha.size());
+    index::encode_fp16(a.data(), len, ha.data());
+    index::encode_fp16(b.data(), len, hb.data());
+    const double hf = index::fp16_dot_reference(ha.data(), hb.data(), len);
+    EXPECT_NEAR(1.0 - index::fp16_distance()(ha.data(), hb.data(), &len), hf, 1e-5 * n) << n;
+    EXPECT_NEAR(hf, index::dot_exact(a.data(), b.data(), n), 2e-3 * std::sqrt(n)) << n;
+    std::vector<uint8_t> qa(index::int8_code_bytes(len)), qb(qa.size());
+    index::encode_int8(a.data(), len, qa.data());
+    index::encode_int8(b.data(), len, qb.data());
+    const double qf = index::int8_dot_reference(qa.data(), qb.data(), len);
+    EXPECT_NEAR(1.0 - index::int8_distance()(qa.data(), qb.data(), &len), qf, 1e-5 * n) << n;
+    EXPECT_NEAR(qf, index::dot_exact(a.data(), b.data(), n), 2e-2 * std::sqrt(n)) << n;
+  }
+}
+
+TEST(Collection, CompressedVectorsReRankToExactScoresAndKeepRecall) {
+  const int dim = 64, n = 6000;
+  auto docs = make_docs(n, dim, 21);
+  std::vector<std::vector<float>> vecs;
+  for (const auto& d : docs) vecs.push_back(d.vector);
+  for (const char* storage : {"fp16", "int8"}) {
+    const std::string dir = test::temp_dir() + "/c_" + storage;
+    auto s = settings(dim);
+    s.flat_threshold = 100;  // force the graph path
+    s.vector_storage = storage;
+    {
+      auto c = Collection::create(dir, s);
+      for (auto& r : c->upsert(docs)) ASSERT_TRUE(r.ok);
+      c->snapshot();
+    }
+    auto c = Collection::open(dir);  // the compressed snapshot loads back
+    EXPECT_EQ(c->stats().documents, n);
+    int found = 0, total = 0;
+    for (int t = 0; t < 40; ++t) {
+      SearchQuery q;
+      q.vector = random_vector(dim, 7000 + t);
+      q.limit = 10;
+      if (t % 4 == 3) q.filter = "NOT i:[0 TO 99]";  // the filtered graph path re-ranks too
+      auto r = c->search(q);
+      EXPECT_FALSE(r.exact) << storage;
+      auto pred = [&](int i) { return t % 4 != 3 || i > 99; };
+      auto want = reference_topk(vecs, q.vector, 10, pred);
+      std::set<std::string> w;
+      for (auto& [i, sc] : want) w.insert("doc" + std::to_string(i));
+      ASSERT_EQ(r.hits.size(), 10u);
+      for (size_t k = 0; k < r.hits.size(); ++k) {
+        found += w.count(r.hits[k].id);
+        // Re-ranked: exact fp32 cosines, in order.
+        const int i = std::stoi(r.hits[k].id.substr(3));
+        EXPECT_EQ(r.hits[k].score, test::reference_cosine(vecs[i], q.vector)) << storage;
+        if (k) {
+          EXPECT_GE(r.hits[k - 1].score, r.hits[k].score);
+        }
+      }
+      total += 10;
+      // The exact path scans SQLite's fp32 vectors: equal to brute force bit for bit.
+      q.exact = true;
+      auto e = c->search(q);
+      ASSERT_EQ(e.hits.size(), 10u);
+      for (size_t k = 0; k < 10; ++k) {
+        EXPECT_EQ(e.hits[k].id, "doc" + std::to_string(want[k].first)) << storage;
+        EXPECT_EQ(e.hits[k].score, want[k].second) << storage;
+      }
+    }
+    EXPECT_GE(found, total * 9 / 10) << storage << " recall@10 " << double(found) / total;
+  }
+  auto bad = settings(dim);
+  bad.vector_storage = "fp8";
+  EXPECT_THROW(Collection::create(test::temp_dir() + "/bad", bad), Error);
+}
+
 TEST(Collection, HnswRecallAndSelectiveFiltersStillFillTheLimit) {
   const int dim = 32, n = 6000;
   auto s = settings(dim);
@@ -229,6 +328,22 @@ TEST(Collection, HnswRecallAndSelectiveFiltersStillFillTheLimit) {
     }
   }
   EXPECT_GE(found, total * 9 / 10) << "recall@10 " << double(found) / total;
+  {  // ids only: the same hits and scores, no text or metadata read
+    SearchQuery q;
+    q.vector = random_vector(dim, 77);
+    q.limit = 7;
+    q.offset = 3;
+    auto full = c->search(q);
+    q.with_metadata = false;
+    auto ids = c->search(q);
+    ASSERT_EQ(ids.hits.size(), full.hits.size());
+    for (size_t k = 0; k < ids.hits.size(); ++k) {
+      EXPECT_EQ(ids.hits[k].id, full.hits[k].id);
+      EXPECT_EQ(ids.hits[k].score, full.hits[k].score);
+      EXPECT_TRUE(ids.hits[k].metadata.empty());
+      EXPECT_FALSE(full.hits[k].metadata.empty());
+    }
+  }
   // Filters of every selectivity: as many hits as match, up to the limit, all matching.
   for (const char* f :
        {"i:[0 TO 3]", "i:[0 TO 200]", "tags:five", "color:red", "even:true", "NOT i:5"}) {

@@ -152,6 +152,52 @@ TEST_F(IndexServerTest, ContractCreateAddSearchGetDelete) {
   EXPECT_EQ(httplib::Client("127.0.0.1", port_).Get("/indexes/photos/stats")->status, 404);
 }
 
+TEST_F(IndexServerTest, MultipartUploadTakesImagesAsFilePartsWithPerDocumentErrors) {
+  ok_json(post("/indexes/m", {{"vectorStorage", "int8"}}), 201);
+  httplib::Client c("127.0.0.1", port_);
+  const json docs = {{{"_id", "a"}, {"image", "@p1"}, {"year", 1}},
+                     {{"_id", "b"}, {"image", "@missing"}},
+                     {{"_id", "c"}, {"image", "@p2"}},
+                     {{"_id", "d"}, {"text", "hello there"}}};
+  httplib::MultipartFormDataItems form{{"documents", docs.dump(), "", "application/json"},
+                                       {"p1", "pixels-1", "a.jpg", "image/jpeg"},
+                                       {"p2", "BAD image", "c.jpg", "image/jpeg"}};
+  auto add = ok_json(c.Post("/indexes/m/documents", form));
+  EXPECT_TRUE(add["errors"].get<bool>());
+  ASSERT_EQ(add["items"].size(), 4u);
+  EXPECT_EQ(add["items"][0]["status"], 200);
+  EXPECT_EQ(add["items"][1]["status"], 400);
+  EXPECT_NE(add["items"][1]["error"].get<std::string>().find("no multipart part named 'missing'"),
+            std::string::npos);
+  EXPECT_EQ(add["items"][2]["status"], 400);
+  EXPECT_NE(add["items"][2]["error"].get<std::string>().find("documents[2]"), std::string::npos);
+  EXPECT_EQ(add["items"][3]["status"], 200);
+  // The file part was embedded like the same bytes sent as base64 (cosine 1 with itself).
+  auto res = ok_json(post("/indexes/m/search", {{"image", b64("pixels-1")}, {"limit", 1}}));
+  ASSERT_EQ(res["hits"].size(), 1u);
+  EXPECT_EQ(res["hits"][0]["_id"], "a");
+  EXPECT_NEAR(res["hits"][0]["_score"].get<double>(), 1.0, 1e-6);
+  EXPECT_EQ(ok_json(c.Get("/indexes/m/documents/a"))["year"], 1);
+  // Whole-request errors write nothing: no documents part, an unreferenced file part (a
+  // typo would otherwise drop an image silently), a documents part that is not JSON.
+  expect_error(c.Post("/indexes/m/documents",
+                      httplib::MultipartFormDataItems{{"p1", "pixels-1", "a.jpg", "image/jpeg"}}),
+               400, "exactly one part named 'documents'");
+  expect_error(
+      c.Post("/indexes/m/documents",
+             httplib::MultipartFormDataItems{
+                 {"documents", json::array({{{"_id", "e"}, {"text", "x"}}}).dump(), "", ""},
+                 {"stray", "pixels-2", "s.jpg", "image/jpeg"}}),
+      400, "'stray' is not referenced");
+  expect_error(c.Post("/indexes/m/documents",
+                      httplib::MultipartFormDataItems{{"documents", "{not json", "", ""}}),
+               400, "not valid JSON");
+  EXPECT_EQ(ok_json(c.Get("/indexes/m/stats"))["numberOfDocuments"], 2);
+  // Other content types stay refused.
+  expect_error(c.Post("/indexes/m/documents", docs.dump(), "text/plain"), 415, "application/json");
+  expect_error(post("/indexes/bad", {{"vectorStorage", "fp8"}}), 400, "vector_storage");
+}
+
 TEST_F(IndexServerTest, BadInputGetsAClear4xxAndWritesNothingBad) {
   ASSERT_EQ(post("/indexes/c", json::object())->status, 201);
   expect_error(post("/indexes/bad%20name!", json::object()), 400, "index name");

@@ -65,6 +65,11 @@ struct CollectionSettings {
   int hnsw_ef_search = 64;         ///< default search beam width (>= limit + offset is used)
   /// Collections with at most this many documents are searched exactly (flat scan).
   int flat_threshold = 2000;
+  /// The in-memory search copy of the vectors: "fp32" (exact), "fp16" or "int8" (half /
+  /// a quarter of the memory; the graph is searched on the compressed copy and the top
+  /// candidates are re-ranked with the exact fp32 vectors SQLite holds, so `_score` stays
+  /// the exact cosine). Fixed at creation.
+  std::string vector_storage = "fp32";
   /// Free-form extras kept with the collection (the CLI records the model directory here).
   nlohmann::json extra = nlohmann::json::object();
 };
@@ -112,6 +117,7 @@ struct SearchQuery {
   bool exact = false;         ///< kVector: skip the approximate index (the flat reference path)
   int rrf_k = 60;             ///< kHybrid: score = sum over the two lists of 1 / (rrf_k + rank)
   bool with_vectors = false;  ///< fill SearchHit::vector
+  bool with_metadata = true;  ///< false: hits carry only id and score (text, metadata not read)
 };
 
 struct SearchHit {

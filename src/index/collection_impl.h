@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -68,6 +69,10 @@ struct Collection::Impl {
 namespace index {
 /// Parses a stored vector blob; false when its size is not dim floats.
 bool blob_to_vector(std::span<const uint8_t> blob, int dim, std::vector<float>* out);
+/// Sets meta(key) inside the caller's transaction.
+void meta_set(const Db& db, const std::string& key, const std::string& value);
+/// Runs fn(0..n-1) on up to 8 threads (hnswlib inserts distinct labels concurrently).
+void parallel_for(size_t n, const std::function<void(size_t)>& fn);
 }  // namespace index
 
 }  // namespace clipserve

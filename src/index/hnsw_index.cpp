@@ -13,6 +13,7 @@
 #include <queue>
 
 #include "core/check.h"
+#include "index/dot_simd.h"
 #include "index/vector_index.h"
 
 namespace clipserve::index {
@@ -39,9 +40,36 @@ namespace {
 
 using Hnsw = hnswlib::HierarchicalNSW<float>;
 
+// hnswlib's inner-product space over our codes with run-time dispatched kernels: Debian's
+// header picks its SIMD at compile time, and this build targets baseline x86-64 (SSE only).
+class CodeSpace : public hnswlib::SpaceInterface<float> {
+ public:
+  CodeSpace(int dim, VectorStorage storage) : dim_(static_cast<size_t>(dim)) {
+    switch (storage) {
+      case VectorStorage::kFp32:
+        bytes_ = dim_ * sizeof(float), fn_ = ip_distance();
+        break;
+      case VectorStorage::kFp16:
+        bytes_ = fp16_code_bytes(dim_), fn_ = fp16_distance();
+        break;
+      case VectorStorage::kInt8:
+        bytes_ = int8_code_bytes(dim_), fn_ = int8_distance();
+        break;
+    }
+  }
+  size_t get_data_size() override { return bytes_; }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return fn_; }
+  void* get_dist_func_param() override { return &dim_; }
+
+ private:
+  size_t dim_;
+  size_t bytes_ = 0;
+  DistanceFn fn_ = nullptr;
+};
+
 // hnswlib's loader trusts the file (a failed load leaves the object impossible to destroy):
 // check the header and the link-list layout against what this collection would write first.
-void check_snapshot(const std::string& path, int dim, int m) {
+void check_snapshot(const std::string& path, size_t data, int m) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) CS_THROW(kIo, "cannot read ", path);
   const auto file_size = static_cast<uint64_t>(in.tellg());
@@ -55,7 +83,6 @@ void check_snapshot(const std::string& path, int dim, int m) {
   rd(off0), rd(max_el), rd(count), rd(per_el), rd(label_off), rd(data_off), rd(max_level);
   rd(entry), rd(max_m), rd(max_m0), rd(mm), rd(mult), rd(efc);
   const size_t links0 = max_m0 * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
-  const size_t data = static_cast<size_t>(dim) * sizeof(float);
   const bool header_ok = in && off0 == 0 && mm == static_cast<size_t>(m) && max_m == mm &&
                          max_m0 == 2 * mm && data_off == links0 && label_off == links0 + data &&
                          per_el == label_off + sizeof(hnswlib::labeltype) && count <= max_el &&
@@ -116,12 +143,12 @@ class TopK {
 
 class HnswIndex : public VectorIndex {
  public:
-  HnswIndex(const HnswParams& p, int64_t capacity) : p_(p), space_(p.dim) {
+  HnswIndex(const HnswParams& p, int64_t capacity) : p_(p), space_(p.dim, p.storage) {
     hnsw_ = std::make_unique<Hnsw>(&space_, static_cast<size_t>(std::max<int64_t>(capacity, 16)),
                                    p.m, p.ef_construction);
   }
-  HnswIndex(const HnswParams& p, const std::string& path) : p_(p), space_(p.dim) {
-    check_snapshot(path, p.dim, p.m);
+  HnswIndex(const HnswParams& p, const std::string& path) : p_(p), space_(p.dim, p.storage) {
+    check_snapshot(path, space_.get_data_size(), p.m);
     try {
       // hnswlib 0.6.2's loading constructor leaves num_deleted_ uninitialized before
       // counting into it: construct empty, zero it, then load.
@@ -133,14 +160,16 @@ class HnswIndex : public VectorIndex {
       (void)hnsw_.release();  // half-loaded: leaking beats freeing uninitialized pointers
       CS_THROW(kIo, path, ": ", e.what());
     }
-    if (hnsw_->data_size_ != p.dim * sizeof(float)) {
-      CS_THROW(kIo, path, ": snapshot dimension differs from the collection's ", p.dim);
+    if (hnsw_->data_size_ != space_.get_data_size()) {
+      CS_THROW(kIo, path, ": snapshot dimension or vector storage differs from the collection's");
     }
   }
 
   void add(int64_t label, const float* unit) override {
-    hnsw_->addPoint(unit, static_cast<hnswlib::labeltype>(label));
+    hnsw_->addPoint(code(unit), static_cast<hnswlib::labeltype>(label));
   }
+  bool exact_scores() const override { return p_.storage == VectorStorage::kFp32; }
+  size_t code_bytes() const override { return hnsw_->data_size_; }
   bool remove(int64_t label) override {
     auto it = hnsw_->label_lookup_.find(static_cast<hnswlib::labeltype>(label));
     if (it == hnsw_->label_lookup_.end() || hnsw_->isMarkedDeleted(it->second)) return false;
@@ -150,16 +179,22 @@ class HnswIndex : public VectorIndex {
   void set_ef(int ef) override { hnsw_->ef_ = static_cast<size_t>(std::max(ef, 1)); }
   Scored search(const float* q, int k) const override {
     if (k <= 0 || size() == 0) return {};
-    auto pq = hnsw_->searchKnn(q, static_cast<size_t>(k));
+    auto pq = hnsw_->searchKnn(code(q), static_cast<size_t>(k));
     TopK top(k);
     while (!pq.empty()) {
       const auto label = static_cast<int64_t>(pq.top().second);
+      const float approx = 1.0f - pq.top().first;
       pq.pop();
-      if (const float* v = vector(label)) top.push(label, dot_exact(q, v, p_.dim));
+      if (!exact_scores()) {
+        top.push(label, approx);
+      } else if (const float* v = vector(label)) {
+        top.push(label, dot_exact(q, v, p_.dim));
+      }
     }
     return top.take();
   }
   Scored exact(const float* q, int k, const std::vector<int64_t>* labels) const override {
+    CS_ASSERT(exact_scores(), "exact scan over a compressed index (the caller scans fp32)");
     TopK top(k);
     if (labels) {
       for (int64_t l : *labels) {
@@ -177,6 +212,7 @@ class HnswIndex : public VectorIndex {
     return top.take();
   }
   const float* vector(int64_t label) const override {
+    if (!exact_scores()) return nullptr;
     auto it = hnsw_->label_lookup_.find(static_cast<hnswlib::labeltype>(label));
     if (it == hnsw_->label_lookup_.end() || hnsw_->isMarkedDeleted(it->second)) return nullptr;
     return reinterpret_cast<const float*>(hnsw_->getDataByInternalId(it->second));
@@ -193,12 +229,38 @@ class HnswIndex : public VectorIndex {
   void save(const std::string& path) const override { hnsw_->saveIndex(path); }
 
  private:
+  // The vector in the index's storage format (a per-thread buffer for compressed codes).
+  const void* code(const float* unit) const {
+    if (exact_scores()) return unit;
+    thread_local std::vector<uint8_t> buf;
+    buf.resize(hnsw_->data_size_);
+    if (p_.storage == VectorStorage::kFp16) {
+      encode_fp16(unit, static_cast<size_t>(p_.dim), buf.data());
+    } else {
+      encode_int8(unit, static_cast<size_t>(p_.dim), buf.data());
+    }
+    return buf.data();
+  }
+
   HnswParams p_;
-  hnswlib::InnerProductSpace space_;
+  CodeSpace space_;
   std::unique_ptr<Hnsw> hnsw_;
 };
 
 }  // namespace
+
+const char* storage_name(VectorStorage s) {
+  return s == VectorStorage::kFp16 ? "fp16" : s == VectorStorage::kInt8 ? "int8" : "fp32";
+}
+bool parse_storage(const std::string& name, VectorStorage* out) {
+  for (auto s : {VectorStorage::kFp32, VectorStorage::kFp16, VectorStorage::kInt8}) {
+    if (name == storage_name(s)) {
+      *out = s;
+      return true;
+    }
+  }
+  return false;
+}
 
 std::unique_ptr<VectorIndex> make_hnsw(const HnswParams& p, int64_t capacity) {
   return std::make_unique<HnswIndex>(p, capacity);

@@ -34,7 +34,21 @@ Db::Db(const std::string& path, bool create, int page_size) : path_(path) {
   exec("PRAGMA synchronous=FULL");
 }
 
-Db::~Db() { sqlite3_close_v2(db_); }
+Db::~Db() {
+  cache_.clear();  // finalize before closing
+  sqlite3_close_v2(db_);
+}
+
+Stmt& Db::cached(const std::string& sql) const {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    if (cache_.size() >= 64) cache_.clear();
+    it = cache_.emplace(sql, std::make_unique<Stmt>(*this, sql)).first;
+  } else {
+    it->second->reset();
+  }
+  return *it->second;
+}
 
 void Db::exec(const std::string& sql) {
   char* err = nullptr;

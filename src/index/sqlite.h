@@ -5,13 +5,17 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
 namespace clipserve::index {
+
+class Stmt;
 
 /// A value bound to a `?` parameter.
 using SqlValue = std::variant<int64_t, double, std::string>;
@@ -27,10 +31,14 @@ class Db {
   sqlite3* get() const { return db_; }
   void exec(const std::string& sql);  ///< statements without results
   const std::string& path() const { return path_; }
+  /// A statement prepared once per connection (at most 64 kept), reset and unbound. Not
+  /// re-entrant: finish with one before asking for the same SQL again.
+  Stmt& cached(const std::string& sql) const;
 
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
+  mutable std::unordered_map<std::string, std::unique_ptr<Stmt>> cache_;
 };
 
 class Stmt {

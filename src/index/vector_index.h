@@ -24,14 +24,21 @@ class VectorIndex {
   virtual void add(int64_t label, const float* unit) = 0;
   /// Removes `label` if present; returns whether it was.
   virtual bool remove(int64_t label) = 0;
-  /// Approximate top-k, beam width max(ef, k) (scores recomputed with dot_exact).
+  /// Approximate top-k, beam width max(ef, k). Scores are exact (dot_exact) when
+  /// exact_scores(), else the compressed codes' dot products (the caller re-ranks).
   virtual Scored search(const float* unit_query, int k) const = 0;
+  /// Whether the index holds fp32 vectors: search scores, exact() and vector() are exact.
+  virtual bool exact_scores() const = 0;
+  /// Bytes of vector data per element in memory (the graph's links come on top).
+  virtual size_t code_bytes() const = 0;
   /// Beam width of search(); a writer-side call (no search may run meanwhile).
   virtual void set_ef(int ef) = 0;
-  /// Exact top-k over every live vector, or only over `labels` when given.
+  /// Exact top-k over every live vector, or only over `labels` when given (fp32 only:
+  /// on a compressed index it is a bug, the caller scans the fp32 source instead).
   virtual Scored exact(const float* unit_query, int k,
                        const std::vector<int64_t>* labels = nullptr) const = 0;
-  /// The stored unit vector of `label`, or nullptr.
+  /// The stored unit vector of `label`, or nullptr (also for every label of a compressed
+  /// index).
   virtual const float* vector(int64_t label) const = 0;
   virtual int64_t size() const = 0;     ///< live vectors
   virtual int64_t deleted() const = 0;  ///< removed, still occupying slots
@@ -39,10 +46,18 @@ class VectorIndex {
   virtual void save(const std::string& path) const = 0;
 };
 
+/// How the index holds its copy of the vectors: fp32, or compressed (fp16, int8 with a
+/// per-vector scale; dot_simd.h) with exact scores left to the caller.
+enum class VectorStorage { kFp32, kFp16, kInt8 };
+/// "fp32" / "fp16" / "int8"; parse returns false on anything else.
+const char* storage_name(VectorStorage s);
+bool parse_storage(const std::string& name, VectorStorage* out);
+
 struct HnswParams {
   int dim = 0;
   int m = 16;
   int ef_construction = 200;
+  VectorStorage storage = VectorStorage::kFp32;
 };
 
 std::unique_ptr<VectorIndex> make_hnsw(const HnswParams& p, int64_t capacity);

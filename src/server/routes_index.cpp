@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "clipserve/collection.h"
@@ -59,6 +60,46 @@ std::vector<float> vector_from(const json& v, const std::string& name) {
     out.push_back(v[i].get<float>());
   }
   return out;
+}
+
+// A multipart documents upload: the `documents` part (JSON: {"documents": [...]} or the
+// array itself) and file parts that documents name as "image": "@<part name>".
+struct Upload {
+  json body;
+  std::map<std::string, const httplib::MultipartFormData*> parts;  // file parts by name
+};
+
+Upload parse_multipart(const httplib::Request& req) {
+  Upload u;
+  CS_CHECK_ARG(req.files.count("documents") == 1,
+               "a multipart upload needs exactly one part named 'documents' (the JSON documents)");
+  for (const auto& [name, part] : req.files) {
+    if (name == "documents") {
+      try {
+        u.body = json::parse(part.content);
+      } catch (const json::exception& e) {
+        CS_THROW(kInvalidArgument, "the 'documents' part is not valid JSON: ", e.what());
+      }
+      if (u.body.is_array()) u.body = json{{"documents", std::move(u.body)}};
+      continue;
+    }
+    CS_CHECK_ARG(!name.empty() && u.parts.emplace(name, &part).second,
+                 "multipart part names must be unique and non-empty ('", name, "')");
+  }
+  // Every file part must be used: a typo in "@name" is then an error, not a silent drop.
+  std::set<std::string> used;
+  if (u.body.is_object() && u.body.contains("documents") && u.body["documents"].is_array()) {
+    for (const auto& d : u.body["documents"]) {
+      if (!d.is_object() || !d.contains("image") || !d["image"].is_string()) continue;
+      const auto& v = d["image"].get_ref<const std::string&>();
+      if (!v.empty() && v[0] == '@') used.insert(v.substr(1));
+    }
+  }
+  for (const auto& [name, part] : u.parts) {
+    CS_CHECK_ARG(used.count(name), "multipart part '", name,
+                 "' is not referenced by any document (\"image\": \"@", name, "\")");
+  }
+  return u;
 }
 
 // base64, a data: URL, or an http(s) URL when the server allows its host (--allow-url-host).
@@ -147,9 +188,16 @@ class Routes : public IndexRoutes {
       drop(req.matches[1]);
       res.set_content(dump({{"acknowledged", true}}), "application/json");
     });
+    // JSON, or multipart/form-data with images as file parts (docs/collections.md).
     http.Post(R"(/indexes/([^/]+)/documents)", [this](const Req& req, Res& res) {
-      res.set_content(dump(add_documents(*get(req.matches[1]), parse_body(req), req.matches[1])),
-                      "application/json");
+      auto c = get(req.matches[1]);
+      if (req.is_multipart_form_data()) {
+        const Upload u = parse_multipart(req);
+        res.set_content(dump(add_documents(*c, u.body, req.matches[1], &u.parts)),
+                        "application/json");
+        return;
+      }
+      res.set_content(dump(add_documents(*c, parse_body(req), req.matches[1])), "application/json");
     });
     http.Get(R"(/indexes/([^/]+)/documents/([^/]+))", [this](const Req& req, Res& res) {
       auto c = get(req.matches[1]);
@@ -280,11 +328,15 @@ class Routes : public IndexRoutes {
                    : k == "efSearch"       ? s.hnsw_ef_search
                                            : s.flat_threshold;
         dst = v.get<int>();
+      } else if (k == "vectorStorage") {
+        CS_CHECK_ARG(v.is_string(), "'vectorStorage' must be \"fp32\", \"fp16\" or \"int8\"");
+        s.vector_storage = v.get<std::string>();
       } else if (k == "model") {
         // chosen above
       } else {
         CS_THROW(kInvalidArgument, "unknown index setting '", k,
-                 "' (lexicalFields, hnswM, efConstruction, efSearch, flatThreshold, model)");
+                 "' (lexicalFields, hnswM, efConstruction, efSearch, flatThreshold, "
+                 "vectorStorage, model)");
       }
     }
     std::lock_guard<std::mutex> lock(create_mu_);
@@ -332,7 +384,9 @@ class Routes : public IndexRoutes {
     c.snapshot(kSnapshotEvery);
   }
 
-  json add_documents(Collection& c, const json& body, const std::string& name) {
+  json add_documents(
+      Collection& c, const json& body, const std::string& name,
+      const std::map<std::string, const httplib::MultipartFormData*>* parts = nullptr) {
     const auto t0 = Clock::now();
     CS_CHECK_ARG(body.is_object() && body.contains("documents") && body["documents"].is_array(),
                  "send {\"documents\": [...]}");
@@ -363,7 +417,18 @@ class Routes : public IndexRoutes {
             CS_CHECK_ARG(v.is_string(), n, ".text must be a string");
             s.doc.text = v.get<std::string>();
           } else if (k == "image") {
-            s.image_bytes = image_from(v, n + ".image");
+            const bool ref = parts && v.is_string() && !v.get_ref<const std::string&>().empty() &&
+                             v.get_ref<const std::string&>()[0] == '@';
+            if (ref) {
+              auto it = parts->find(v.get_ref<const std::string&>().substr(1));
+              CS_CHECK_ARG(it != parts->end(), n, ".image: no multipart part named '",
+                           v.get_ref<const std::string&>().substr(1), "'");
+              const std::string& bytes = it->second->content;
+              CS_CHECK_ARG(!bytes.empty(), n, ".image: multipart part '", it->first, "' is empty");
+              s.image_bytes.assign(bytes.begin(), bytes.end());
+            } else {
+              s.image_bytes = image_from(v, n + ".image");
+            }
           } else if (k == "vector" || k == "_vector") {
             s.doc.vector = vector_from(v, n + "." + k);
           } else if (!k.empty() && k[0] == '_') {
