@@ -230,8 +230,8 @@ TEST_P(OwlVitForward, Goldens) {
       be->encode_texts(ids, raw.data());
       const std::vector<float> qe = owlvit::normalize_text_queries(raw.data(), nq, t);
       expect_close(qe, idir + "/" + q + ".text_embeds.npy", 2e-5, std::string(q) + " text_embeds");
-      expect_close(owlvit::class_logits(h, qe.data(), nq), idir + "/" + q + ".logits.npy", 2e-5,
-                   std::string(q) + " logits");
+      expect_close(owlvit::class_logits(h, qe.data(), nq, nullptr, impl),
+                   idir + "/" + q + ".logits.npy", 2e-5, std::string(q) + " logits");
     }
   }
 }
@@ -332,7 +332,8 @@ TEST_P(OwlVitGoldens, Batch) {
   for (int b = 0; b < 2; ++b) {
     const owlvit::ImageHeads h = owlvit::run_image_heads(
         f.m->heads, hidden.data() + static_cast<long>(b) * tokens * d, owlvit::HeadImpl::kFast);
-    const auto l = owlvit::class_logits(h, qe.data() + static_cast<long>(b) * 2 * t, 2);
+    const auto l = owlvit::class_logits(h, qe.data() + static_cast<long>(b) * 2 * t, 2, nullptr,
+                                        owlvit::HeadImpl::kFast);
     logits.insert(logits.end(), l.begin(), l.end());
     boxes.insert(boxes.end(), h.pred_boxes.begin(), h.pred_boxes.end());
     embeds.insert(embeds.end(), h.feature_map.begin(), h.feature_map.end());

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 
 #include "clipserve/detect.h"
@@ -22,6 +23,7 @@
 #include "model/torch_zip.h"
 #include "model_testing.h"
 #include "nn/backend.h"
+#include "nn/clip_weights.h"
 #include "nn/ref_kernels.h"
 #include "owlvit/draw.h"
 #include "owlvit/heads.h"
@@ -49,6 +51,108 @@ TEST(OwlVitCompact, PreprocessingSha256) {
                            EVP_sha256()),
                 sha.get<std::string>())
           << file << " reference=" << reference;
+    }
+  }
+}
+
+// The text tower over all 16 positions (what transformers runs), with the plain kernels, pooled
+// at the argmax (EOT) position and projected.
+std::vector<float> text_tower_all_positions(const nn::ClipWeights& w,
+                                            const std::vector<int32_t>& ids) {
+  const nn::TextWeights& t = w.text;
+  const int wd = t.shape.width, n = static_cast<int>(ids.size()), hid = t.shape.hidden;
+  std::vector<float> x(static_cast<size_t>(n) * wd), h(x.size()), qkv(3 * x.size()), att(x.size()),
+      mlp(static_cast<size_t>(n) * hid);
+  for (int i = 0; i < n; ++i)
+    for (int c = 0; c < wd; ++c)
+      x[i * wd + c] = t.token_emb[ids[i] * wd + c] + t.pos_emb[i * wd + c];
+  for (const nn::BlockWeights& b : t.blocks) {
+    nn::ref::layer_norm(x.data(), n, wd, b.ln1_w, b.ln1_b, h.data());
+    nn::ref::linear(h.data(), n, wd, b.in_proj_w, b.in_proj_b, 3 * wd, qkv.data());
+    nn::ref::attention(qkv.data(), n, wd, t.shape.heads, /*causal=*/true, att.data());
+    nn::ref::linear(att.data(), n, wd, b.out_proj_w, b.out_proj_b, wd, h.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] += h[i];
+    nn::ref::layer_norm(x.data(), n, wd, b.ln2_w, b.ln2_b, h.data());
+    nn::ref::linear(h.data(), n, wd, b.fc_w, b.fc_b, hid, mlp.data());
+    nn::ref::gelu(mlp.data(), static_cast<long>(n) * hid, w.quick_gelu);
+    nn::ref::linear(mlp.data(), n, hid, b.proj_w, b.proj_b, wd, h.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] += h[i];
+  }
+  const int eot = static_cast<int>(std::max_element(ids.begin(), ids.end()) - ids.begin());
+  std::vector<float> pooled(wd), out(w.embed_dim);
+  nn::ref::layer_norm(x.data() + eot * wd, 1, wd, t.ln_final_w, t.ln_final_b, pooled.data());
+  for (int k = 0; k < w.embed_dim; ++k) {
+    double acc = 0;
+    for (int i = 0; i < wd; ++i)
+      acc += double(pooled[i]) * t.proj[static_cast<long>(i) * w.embed_dim + k];
+    out[k] = static_cast<float>(acc);
+  }
+  return out;
+}
+
+// The backends stop the causal text tower at the EOT position: the reference is bit-identical
+// to the 16-position run, the oneDNN backend within float noise of it, and a query's output does
+// not depend on the other queries packed beside it in a batch.
+TEST(OwlVitCompact, TextTowerStopsAtEot) {
+  const Golden g = compact_golden();
+  auto m = load(g.model);
+  const ModelConfig& cfg = m->loaded.config;
+  const nn::ClipWeights w = nn::bind_clip_weights(cfg, *m->towers);
+  const NpyArray a = read_npy(g.root + "/queries.q5.input_ids.npy");
+  ASSERT_EQ(a.shape[1], 16);
+  const auto v = a.to_i64();
+  std::vector<std::vector<int32_t>> full(a.shape[0]);
+  for (int64_t i = 0; i < a.shape[0]; ++i)
+    for (int64_t k = 0; k < 16; ++k) full[i].push_back(static_cast<int32_t>(v[i * 16 + k]));
+  const auto cut = query_ids(g.root + "/queries.q5.input_ids.npy");
+  const int e = cfg.embed_dim, q = static_cast<int>(full.size());
+  std::vector<float> want;
+  for (const auto& ids : full) {
+    const auto r = text_tower_all_positions(w, ids);
+    want.insert(want.end(), r.begin(), r.end());
+  }
+  for (const std::string backend : {"reference", "cpu"}) {
+    SCOPED_TRACE(backend);
+    auto be = nn::make_backend(backend, cfg, m->towers, {});
+    std::vector<float> got(static_cast<size_t>(q) * e), got_full(got.size());
+    be->encode_texts(cut, got.data());
+    be->encode_texts(full, got_full.data());
+    EXPECT_EQ(got, got_full);
+    if (backend == "reference") {
+      EXPECT_EQ(got, want);
+    } else {
+      EXPECT_LE(max_abs_diff(got, want), 2e-6f * max_abs(want));
+    }
+    for (int i = 0; i < q; ++i) {
+      std::vector<float> one(e);
+      be->encode_texts({cut[i]}, one.data());
+      EXPECT_EQ(one, std::vector<float>(got.begin() + i * e, got.begin() + (i + 1) * e)) << i;
+    }
+  }
+}
+
+TEST(OwlVitCompact, ClassLogitsFastMatchesReference) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  owlvit::ImageHeads h;
+  h.grid = 7;
+  h.text_width = 40;
+  const int n = h.boxes(), t = h.text_width, q = 3;
+  for (int i = 0; i < n * t; ++i) h.class_embeds.push_back(nd(rng) * 0.15f);
+  for (int i = 0; i < n; ++i) {
+    h.logit_shift.push_back(nd(rng));
+    h.logit_scale.push_back(1.0f + std::abs(nd(rng)) * 5.0f);
+  }
+  std::vector<float> qe(q * t);
+  for (auto& x : qe) x = nd(rng) * 0.15f;
+  const uint8_t mask[q] = {1, 0, 1};
+  for (const uint8_t* mk : {static_cast<const uint8_t*>(nullptr), mask}) {
+    const auto want = owlvit::class_logits(h, qe.data(), q, mk, owlvit::HeadImpl::kReference);
+    const auto got = owlvit::class_logits(h, qe.data(), q, mk, owlvit::HeadImpl::kFast);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_LE(max_abs_diff(got, want), 1e-6f * max_abs(want));
+    if (mk != nullptr) {
+      EXPECT_EQ(got[1], -1e6f);
     }
   }
 }
@@ -85,7 +189,7 @@ TEST_P(OwlVitCompactBackends, ForwardPostprocessImageGuided) {
     be->encode_texts(ids, raw.data());
     const std::vector<float> qe = owlvit::normalize_text_queries(raw.data(), nq, t);
     expect_close(qe, gd + nail + "." + q + ".text_embeds.npy", 2e-5, "text_embeds");
-    const std::vector<float> logits = owlvit::class_logits(h, qe.data(), nq);
+    const std::vector<float> logits = owlvit::class_logits(h, qe.data(), nq, nullptr, impl);
     expect_close(logits, gd + nail + "." + q + ".logits.npy", 2e-5, "logits");
     const Json& run = goldens["object_detection"][nail + "/" + q];
     for (const auto& th : run["thresholds"]) {
@@ -112,7 +216,7 @@ TEST_P(OwlVitCompactBackends, ForwardPostprocessImageGuided) {
   expect_close(std::vector<float>(chosen, chosen + t), gd + "image_guided.query_embeds.npy", 2e-5,
                "query_embeds");
   const std::vector<float> qe = owlvit::normalize_image_query(chosen, t);
-  const std::vector<float> logits = owlvit::class_logits(target, qe.data(), 1);
+  const std::vector<float> logits = owlvit::class_logits(target, qe.data(), 1, nullptr, impl);
   expect_close(logits, gd + "image_guided.logits.npy", 2e-5, "image-guided logits");
   const Json& pp = goldens["image_guided_postprocess"];
   for (float th : {0.6f, 0.9f}) {

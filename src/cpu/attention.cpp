@@ -2,6 +2,7 @@
 #include "cpu/attention.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/check.h"
@@ -22,6 +23,19 @@ dnnl::memory::desc transposed(long b, long r, long c) {
 }
 }  // namespace
 
+Attention::Attention(dnnl::engine eng, dnnl::stream strm)
+    : eng_(std::move(eng)), strm_(std::move(strm)) {
+  const char* env = std::getenv("CLIPSERVE_ATTENTION");
+  if (env != nullptr && std::strcmp(env, "matmul") == 0) mode_ = Mode::kMatmuls;
+}
+
+bool Attention::fused_supported(int head_dim) {
+  static const bool isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx512bf16");
+  return isa && head_dim % 16 == 0 && head_dim <= 128;
+}
+
 dnnl::matmul& Attention::primitive(bool scores, int batch, int tp, int d) {
   auto key = std::make_tuple(scores, batch, tp, d);
   auto it = prims_.find(key);
@@ -40,7 +54,9 @@ void Attention::run(const float* qkv, const SeqSpan* seqs, int nseq, int width, 
   // Equal-length sequences (a batch of images) share one batched call. Causal sequences (texts,
   // any length) run one at a time padded to a multiple of 8 rows, which bounds the number of
   // distinct primitives; padded keys come after the real ones, so the causal mask hides them.
-  if (!causal) {
+  if (!causal && mode_ == Mode::kAuto && fused_supported(width / heads)) {
+    fused_attention_avx512(qkv, seqs, nseq, width, heads, out, bf16_out, k_, v_);
+  } else if (!causal) {
     std::map<int, std::vector<int>> by_len;
     for (int s = 0; s < nseq; ++s) by_len[seqs[s].length].push_back(seqs[s].offset);
     for (const auto& [len, offsets] : by_len) {

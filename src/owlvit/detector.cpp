@@ -234,7 +234,7 @@ void Detector::warm_up() {
       m.backend->encode_image_tokens(pixels.data(), n, hidden.data());
       owlvit::ImageHeads h = owlvit::run_image_heads(m.heads, hidden.data(), m.head_impl);
       std::vector<float> q(cfg.text.width, 0.1f);
-      owlvit::class_logits(h, q.data(), 1);
+      owlvit::class_logits(h, q.data(), 1, nullptr, m.head_impl);
     }
     // Text batches: the cpu backend pads the packed rows to a multiple of 8, so one batch per
     // multiple of 8 up to 32 queries of the full 16 tokens covers every shape.
@@ -304,7 +304,7 @@ DetectionResult Detector::detect(std::span<const uint8_t> image,
   auto img = m.image_of(image, name, r.timings, &r.image_cached);
   const auto t1 = Clock::now();
   const int q = static_cast<int>(queries.size());
-  std::vector<float> logits = owlvit::class_logits(img->heads, qe.data(), q);
+  std::vector<float> logits = owlvit::class_logits(img->heads, qe.data(), q, nullptr, m.head_impl);
   owlvit::PostprocessOptions po;
   po.threshold = params.threshold;
   po.image_width = img->width;
@@ -344,7 +344,7 @@ DetectionResult Detector::detect_by_example(std::span<const uint8_t> image,
       ex->heads.class_raw.data() + static_cast<long>(r.example_box_index) * tw, tw);
   auto img = m.image_of(image, name, r.timings, &r.image_cached);
   const auto t1 = Clock::now();
-  std::vector<float> logits = owlvit::class_logits(img->heads, qe.data(), 1);
+  std::vector<float> logits = owlvit::class_logits(img->heads, qe.data(), 1, nullptr, m.head_impl);
   std::vector<owlvit::Detection> dets;
   if (params.image_guided_alpha) {
     dets = owlvit::postprocess_image_guided(

@@ -151,9 +151,22 @@ std::vector<float> normalize_image_query(const float* raw, int t) {
 }
 
 std::vector<float> class_logits(const ImageHeads& img, const float* queries, int q,
-                                const uint8_t* mask) {
+                                const uint8_t* mask, HeadImpl impl) {
   const int n = img.boxes(), t = img.text_width;
   std::vector<float> out(static_cast<size_t>(n) * q);
+  if (impl == HeadImpl::kFast) {
+    if (q == 0 || n == 0) return out;
+    const dnnl_status_t st = dnnl_sgemm('N', 'T', n, q, t, 1.0f, img.class_embeds.data(), t,
+                                        queries, t, 0.0f, out.data(), q);
+    CS_ASSERT(st == dnnl_success, "dnnl_sgemm failed: ", static_cast<int>(st));
+    for (long i = 0; i < n; ++i) {
+      for (int j = 0; j < q; ++j) {
+        float& v = out[i * q + j];
+        v = mask != nullptr && mask[j] == 0 ? -1e6f : (v + img.logit_shift[i]) * img.logit_scale[i];
+      }
+    }
+    return out;
+  }
   for (long i = 0; i < n; ++i) {
     const float* e = img.class_embeds.data() + i * t;
     for (int j = 0; j < q; ++j) {

@@ -61,9 +61,12 @@ std::vector<float> normalize_text_queries(const float* raw, int q, int t);
 std::vector<float> normalize_image_query(const float* raw, int t);
 
 /// logits [N, Q] = (class_embeds . query + shift) * scale; where mask (optional, Q bytes) is 0
-/// the logit is -1e6 (transformers: input_ids[:, 0] == 0).
+/// the logit is -1e6 (transformers: input_ids[:, 0] == 0). kReference accumulates each dot
+/// product in double; kFast is one sgemm (float accumulation; tested against kReference), the
+/// whole per-query cost on a cached image besides the text tower.
 std::vector<float> class_logits(const ImageHeads& img, const float* queries, int q,
-                                const uint8_t* mask = nullptr);
+                                const uint8_t* mask = nullptr,
+                                HeadImpl impl = HeadImpl::kReference);
 
 /// The image-guided query of a query image (transformers' embed_image_query): the boxes of
 /// largest IoU with `target` (x0, y0, x1, y1 in [0, 1]; transformers uses the whole image),
