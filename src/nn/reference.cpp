@@ -25,7 +25,8 @@ class ReferenceBackend final : public Backend {
         w_(bind_clip_weights(cfg_, *weights_)),
         threads_(opt.threads),
         int8_(opt.precision == "int8"),
-        per_token_(opt.int8_per_token) {
+        per_token_(opt.int8_per_token),
+        kmax_(opt.int8_outliers ? ref::kMaxOutliers : 0) {
     if (int8_) quantize_blocks();
   }
 
@@ -130,7 +131,7 @@ class ReferenceBackend final : public Backend {
   // The blocks' linear layers: fp32, or int8 with the weights quantized at load (ref_int8.h).
   void linear(const float* x, int rows, int in, const float* w, const float* b, int out, float* y) {
     if (!int8_) return ref::linear(x, rows, in, w, b, out, y);
-    ref::linear_int8(x, rows, qweights_.at(w), b, per_token_, y);
+    ref::linear_int8(x, rows, qweights_.at(w), b, per_token_, y, kmax_);
   }
   void quantize_blocks() {
     for (const auto* tower : {&w_.vision.blocks, &w_.text.blocks}) {
@@ -159,6 +160,7 @@ class ReferenceBackend final : public Backend {
   ClipWeights w_;
   int threads_ = 0;
   bool int8_ = false, per_token_ = true;
+  int kmax_ = 0;  // outlier columns split per row (0: none)
   std::map<const float*, ref::QuantWeights> qweights_;
 };
 
