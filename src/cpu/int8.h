@@ -11,6 +11,7 @@
 #include <dnnl.hpp>
 #include <map>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "cpu/attention.h"
@@ -58,6 +59,28 @@ class Int8Linear {
   std::map<int, Prim> prims_;  // by m
 };
 
+/// Attention over `seqs` equal-length sequences with q, k, v in bf16 head planes (the qkv
+/// epilogue writes them, Int8Epilogue::heads): bf16 matmuls, fp32 softmax, fp32 output in head
+/// planes [seqs * heads, tp, d]. Not thread-safe.
+class Int8HeadAttention {
+ public:
+  Int8HeadAttention(dnnl::engine eng, dnnl::stream strm)
+      : eng_(std::move(eng)), strm_(std::move(strm)) {}
+  /// The q | k | v planes for `seqs` sequences of `len` rows padded to `tp` (padding zeros).
+  uint16_t* prepare(int seqs, int len, int tp, int heads, int d);
+  /// Softmax(Q K^T / sqrt(d)) V for the prepared planes (causal: keys up to the query).
+  const float* run(bool causal);
+
+ private:
+  dnnl::matmul& primitive(bool scores, int batch, int tp, int d);
+  dnnl::engine eng_;
+  dnnl::stream strm_;
+  int seqs_ = -1, len_ = -1, tp_ = -1, heads_ = -1, d_ = -1;
+  std::map<std::tuple<bool, int, int, int>, dnnl::matmul> prims_;
+  std::vector<uint16_t> qkv_, p_;
+  std::vector<float> s_, o_;
+};
+
 /// The residual blocks of one tower in int8. Not thread-safe.
 class Int8Blocks {
  public:
@@ -85,7 +108,8 @@ class Int8Blocks {
   void reserve(long rows);
 
   dnnl::stream strm_;
-  Attention attention_;
+  Attention attention_;          // texts of different lengths in one batch
+  Int8HeadAttention head_attn_;  // equal-length sequences (images, a single text)
   nn::TowerShape shape_;
   Int8Linear::Post act_;
   int kmax_ = 0;

@@ -146,6 +146,7 @@ Int8Blocks::Int8Blocks(const dnnl::engine& eng, const dnnl::stream& strm,
                        bool quick_gelu, int typical_m, bool outliers)
     : strm_(strm),
       attention_(eng, strm),
+      head_attn_(eng, strm),
       shape_(s),
       act_(quick_gelu ? Int8Linear::Post::kQuickGelu : Int8Linear::Post::kGelu),
       kmax_(outliers ? nn::ref::kMaxOutliers : 0) {
@@ -203,6 +204,14 @@ void Int8Blocks::run(float* x, int m, const std::vector<SeqSpan>& seqs, bool cau
   const Int8Rows a = a_.rows(kmax_), b = b_.rows(kmax_);
   float* t = t_.data();
   using P = Int8Linear::Post;
+  // Images (equal-length sequences packed from row 0) run the head-plane attention; texts the
+  // row-major one, always: an item's result must not depend on the lengths of its batch.
+  const int nseq = static_cast<int>(seqs.size()), d = w / shape_.heads;
+  const int len = nseq > 0 ? seqs[0].length : 0;
+  bool heads = !causal && nseq > 0 && std::getenv("CLIPSERVE_INT8_ROW_ATTENTION") == nullptr;
+  for (int i = 0; i < nseq && heads; ++i)
+    heads = seqs[i].offset == i * len && seqs[i].length == len;
+  const int tp = causal ? (len + 7) / 8 * 8 : len;
   StepTimes* st = gemm_only ? nullptr : step_times();
   StepTimes dummy;
   double* ms = st ? st->ms : dummy.ms;
@@ -216,13 +225,27 @@ void Int8Blocks::run(float* x, int m, const std::vector<SeqSpan>& seqs, bool cau
     clk.lap(ms[1]);
     if (!gemm_only) {
       Int8Epilogue e = bl.qkv->epilogue(t, &a, P::kNone);
-      e.y = qkv_.data();
+      if (heads) {
+        e.heads = head_attn_.prepare(nseq, len, tp, shape_.heads, d);
+        e.seqs = nseq;
+        e.seq_len = len;
+        e.tp = tp;
+        e.nheads = shape_.heads;
+        e.head_dim = d;
+      } else {
+        e.y = qkv_.data();
+      }
       k.epilogue(e, m);
       clk.lap(ms[2]);
-      attention_.run(qkv_.data(), seqs.data(), static_cast<int>(seqs.size()), w, shape_.heads,
-                     causal, att_.data(), false);
-      clk.lap(ms[3]);
-      k.quantize(att_.data(), m, w, nullptr, nullptr, b);
+      if (heads) {
+        const float* o = head_attn_.run(causal);
+        clk.lap(ms[3]);
+        k.quantize_heads(o, nseq, len, tp, shape_.heads, d, b);
+      } else {
+        attention_.run(qkv_.data(), seqs.data(), nseq, w, shape_.heads, causal, att_.data(), false);
+        clk.lap(ms[3]);
+        k.quantize(att_.data(), m, w, nullptr, nullptr, b);
+      }
       clk.lap(ms[4]);
     }
     bl.out->matmul(strm_, m, b.q, t);

@@ -17,7 +17,8 @@ extern const Int8Kernels kInt8Kernels;
 }  // namespace int8_avx512
 
 namespace {
-const Int8Kernels kGeneric{int8_generic::quantize_impl, int8_generic::epilogue_impl, "generic"};
+const Int8Kernels kGeneric{int8_generic::quantize_impl, int8_generic::epilogue_impl,
+                           int8_generic::quantize_heads_impl, "generic"};
 }  // namespace
 
 const Int8Kernels& generic_int8_kernels() { return kGeneric; }

@@ -35,6 +35,11 @@ struct Int8Epilogue {
   const float* ln_g = nullptr;    ///< LayerNorm of the row before `next` (null: none)
   const float* ln_b = nullptr;
   const Int8Rows* next = nullptr;  ///< quantize the (normalized) row into this (null: no)
+  /// Instead of y (act 0, not residual, out = 3 * heads * head_dim): write q | k | v of each
+  /// row as bf16 into heads[which][seq * nheads + h][t][c] (row = seq * seq_len + t; rows at
+  /// or past seqs * seq_len are skipped), planes of seqs * nheads * tp * head_dim values.
+  uint16_t* heads = nullptr;
+  int seqs = 0, seq_len = 0, tp = 0, nheads = 0, head_dim = 0;
 };
 
 struct Int8Kernels {
@@ -43,6 +48,11 @@ struct Int8Kernels {
   void (*quantize)(const float* x, long rows, int width, const float* gamma, const float* beta,
                    const Int8Rows& r);
   void (*epilogue)(const Int8Epilogue& e, long rows);
+  /// Quantizes the attention output o[seq * nheads + h][t][c] (float, tp rows per head) as
+  /// the rows seq * seq_len + t of r (width nheads * head_dim), the same as quantize() of the
+  /// row-major matrix.
+  void (*quantize_heads)(const float* o, int seqs, int seq_len, int tp, int nheads, int head_dim,
+                         const Int8Rows& r);
   const char* isa;
 };
 

@@ -11,6 +11,6 @@ namespace clipserve::cpu::int8_avx512 {
 #include "cpu/int8_kernels_impl.h"
 
 extern const Int8Kernels kInt8Kernels;
-const Int8Kernels kInt8Kernels{quantize_impl, epilogue_impl, "avx512"};
+const Int8Kernels kInt8Kernels{quantize_impl, epilogue_impl, quantize_heads_impl, "avx512"};
 
 }  // namespace clipserve::cpu::int8_avx512

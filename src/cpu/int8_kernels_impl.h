@@ -192,6 +192,49 @@ inline void quantize_impl(const float* x, long rows, int width, const float* gam
   }
 }
 
+inline uint16_t i8_bf16_round(float f) {  // round to nearest even (as kernels_impl.h)
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// Writes row r (q | k | v, 3 * nheads * head_dim floats) into the bf16 head planes.
+inline void i8_store_heads(const float* v, long r, const Int8Epilogue& e) {
+  const long seq = r / e.seq_len, t = r % e.seq_len;
+  if (seq >= e.seqs) return;
+  const int d = e.head_dim;
+  const long plane = static_cast<long>(e.seqs) * e.nheads * e.tp * d;
+  for (int which = 0; which < 3; ++which) {
+    for (int h = 0; h < e.nheads; ++h) {
+      const float* src = v + (static_cast<long>(which) * e.nheads + h) * d;
+      uint16_t* dst = e.heads + which * plane + ((seq * e.nheads + h) * e.tp + t) * d;
+#pragma omp simd
+      for (int c = 0; c < d; ++c) dst[c] = i8_bf16_round(src[c]);
+    }
+  }
+}
+
+inline void quantize_heads_impl(const float* o, int seqs, int seq_len, int tp, int nheads,
+                                int head_dim, const Int8Rows& r) {
+  const long rows = static_cast<long>(seqs) * seq_len;
+  const int width = nheads * head_dim;
+#pragma omp parallel if (rows * width > 32768)
+  {
+    float* row = static_cast<float*>(std::malloc(sizeof(float) * width));
+#pragma omp for schedule(static)
+    for (long i = 0; i < rows; ++i) {
+      const long seq = i / seq_len, t = i % seq_len;
+      for (int h = 0; h < nheads; ++h) {
+        std::memcpy(row + h * head_dim, o + ((seq * nheads + h) * tp + t) * head_dim,
+                    sizeof(float) * head_dim);
+      }
+      i8_quantize_row_into(row, i, width, r);
+    }
+    std::free(row);
+  }
+}
+
 inline void epilogue_impl(const Int8Epilogue& e, long rows) {
   const int out = e.out;
   const Int8Rows& in = *e.in;
@@ -199,12 +242,13 @@ inline void epilogue_impl(const Int8Epilogue& e, long rows) {
   {
     float* row = static_cast<float*>(std::malloc(sizeof(float) * 2 * out));
     float* acc = row + out;
+    const bool to_heads = e.heads != nullptr;
 #pragma omp for schedule(static)
     for (long r = 0; r < rows; ++r) {
       const float* tr = e.t + r * out;
       const float sx = in.scale[r];
       const float* bias = e.bias;
-      float* v = e.y ? e.y + r * out : row;
+      float* v = e.y && !to_heads ? e.y + r * out : row;
       const int nk = in.count ? in.count[r] : 0;
       if (nk > 0) {
         // Outlier columns in float: acc[o] = sum_k x_k * q_w[o][c_k].
@@ -251,6 +295,7 @@ inline void epilogue_impl(const Int8Epilogue& e, long rows) {
           for (int o = 0; o < out; ++o) v[o] = i8_gelu(v[o]);
         }
       }
+      if (to_heads) i8_store_heads(v, r, e);
       if (e.next != nullptr) {
         const float* src = v;
         if (e.ln_g != nullptr) {
