@@ -59,23 +59,38 @@ class Int8Linear {
   std::map<int, Prim> prims_;  // by m
 };
 
-/// Attention over `seqs` equal-length sequences with q, k, v in bf16 head planes (the qkv
-/// epilogue writes them, Int8Epilogue::heads): bf16 matmuls, fp32 softmax, fp32 output in head
-/// planes [seqs * heads, tp, d]. Not thread-safe.
+/// Attention with q, k, v in bf16 head planes (the qkv epilogue writes them through
+/// Int8Epilogue::heads): per sequence [heads, tp, d] blocks, bf16 matmuls, fp32 softmax, fp32
+/// output in the same layout. Equal-length non-causal sequences (images) run as one batched
+/// call; causal ones (texts) one call per sequence, so a text's result does not depend on its
+/// batch. Not thread-safe.
 class Int8HeadAttention {
  public:
   Int8HeadAttention(dnnl::engine eng, dnnl::stream strm)
       : eng_(std::move(eng)), strm_(std::move(strm)) {}
-  /// The q | k | v planes for `seqs` sequences of `len` rows padded to `tp` (padding zeros).
-  uint16_t* prepare(int seqs, int len, int tp, int heads, int d);
-  /// Softmax(Q K^T / sqrt(d)) V for the prepared planes (causal: keys up to the query).
-  const float* run(bool causal);
+  /// Lays out the planes for these sequences of `rows` packed rows (rows outside them are
+  /// skipped); padding rows of each block are zeros (never written afterwards).
+  void prepare(const std::vector<SeqSpan>& seqs, long rows, bool causal, int heads, int d);
+  /// Points e's head fields at the planes.
+  void bind(Int8Epilogue& e);
+  /// Softmax(Q K^T / sqrt(d)) V for the prepared planes; the output's layout is the planes'.
+  const float* run();
+  const long* head_pos() const { return pos_.data(); }
+  const long* head_stride() const { return stride_.data(); }
 
  private:
+  struct Group {  // `count` sequences of `len` rows padded to tp, from value offset `base`
+    int count, len, tp;
+    long base;
+  };
   dnnl::matmul& primitive(bool scores, int batch, int tp, int d);
   dnnl::engine eng_;
   dnnl::stream strm_;
-  int seqs_ = -1, len_ = -1, tp_ = -1, heads_ = -1, d_ = -1;
+  bool causal_ = false;
+  int heads_ = 0, d_ = 0;
+  long plane_ = 0;
+  std::vector<Group> groups_;
+  std::vector<long> pos_, stride_;
   std::map<std::tuple<bool, int, int, int>, dnnl::matmul> prims_;
   std::vector<uint16_t> qkv_, p_;
   std::vector<float> s_, o_;

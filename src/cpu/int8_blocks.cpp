@@ -204,18 +204,15 @@ void Int8Blocks::run(float* x, int m, const std::vector<SeqSpan>& seqs, bool cau
   const Int8Rows a = a_.rows(kmax_), b = b_.rows(kmax_);
   float* t = t_.data();
   using P = Int8Linear::Post;
-  // Images (equal-length sequences packed from row 0) run the head-plane attention; texts the
-  // row-major one, always: an item's result must not depend on the lengths of its batch.
+  // Attention on bf16 head planes (Int8HeadAttention); CLIPSERVE_INT8_ROW_ATTENTION=1 runs
+  // the fp32 row-major attention of attention.h instead (for comparisons).
+  static const bool row_attention = std::getenv("CLIPSERVE_INT8_ROW_ATTENTION") != nullptr;
   const int nseq = static_cast<int>(seqs.size()), d = w / shape_.heads;
-  const int len = nseq > 0 ? seqs[0].length : 0;
-  bool heads = !causal && nseq > 0 && std::getenv("CLIPSERVE_INT8_ROW_ATTENTION") == nullptr;
-  for (int i = 0; i < nseq && heads; ++i)
-    heads = seqs[i].offset == i * len && seqs[i].length == len;
-  const int tp = causal ? (len + 7) / 8 * 8 : len;
   StepTimes* st = gemm_only ? nullptr : step_times();
   StepTimes dummy;
   double* ms = st ? st->ms : dummy.ms;
   StepClock clk(st);
+  if (!gemm_only && !row_attention) head_attn_.prepare(seqs, m, causal, shape_.heads, d);
   if (!gemm_only && !blocks_.empty())
     k.quantize(x, m, w, blocks_[0].ln.data(), blocks_[0].ln.data() + w, a);
   clk.lap(ms[0]);
@@ -225,22 +222,17 @@ void Int8Blocks::run(float* x, int m, const std::vector<SeqSpan>& seqs, bool cau
     clk.lap(ms[1]);
     if (!gemm_only) {
       Int8Epilogue e = bl.qkv->epilogue(t, &a, P::kNone);
-      if (heads) {
-        e.heads = head_attn_.prepare(nseq, len, tp, shape_.heads, d);
-        e.seqs = nseq;
-        e.seq_len = len;
-        e.tp = tp;
-        e.nheads = shape_.heads;
-        e.head_dim = d;
+      if (!row_attention) {
+        head_attn_.bind(e);
       } else {
         e.y = qkv_.data();
       }
       k.epilogue(e, m);
       clk.lap(ms[2]);
-      if (heads) {
-        const float* o = head_attn_.run(causal);
+      if (!row_attention) {
+        const float* o = head_attn_.run();
         clk.lap(ms[3]);
-        k.quantize_heads(o, nseq, len, tp, shape_.heads, d, b);
+        k.quantize_heads(o, m, head_attn_.head_pos(), head_attn_.head_stride(), shape_.heads, d, b);
       } else {
         attention_.run(qkv_.data(), seqs.data(), nseq, w, shape_.heads, causal, att_.data(), false);
         clk.lap(ms[3]);

@@ -35,11 +35,15 @@ struct Int8Epilogue {
   const float* ln_g = nullptr;    ///< LayerNorm of the row before `next` (null: none)
   const float* ln_b = nullptr;
   const Int8Rows* next = nullptr;  ///< quantize the (normalized) row into this (null: no)
-  /// Instead of y (act 0, not residual, out = 3 * heads * head_dim): write q | k | v of each
-  /// row as bf16 into heads[which][seq * nheads + h][t][c] (row = seq * seq_len + t; rows at
-  /// or past seqs * seq_len are skipped), planes of seqs * nheads * tp * head_dim values.
+  /// Instead of y (act 0, not residual, out = 3 * nheads * head_dim): write q | k | v of each
+  /// row r as bf16 into the head planes: value (which, h, c) goes to
+  /// heads[which * plane + head_pos[r] + h * head_stride[r] + c]; rows with head_pos < 0 are
+  /// skipped (Int8HeadAttention computes the mapping).
   uint16_t* heads = nullptr;
-  int seqs = 0, seq_len = 0, tp = 0, nheads = 0, head_dim = 0;
+  const long* head_pos = nullptr;
+  const long* head_stride = nullptr;
+  long plane = 0;
+  int nheads = 0, head_dim = 0;
 };
 
 struct Int8Kernels {
@@ -48,11 +52,11 @@ struct Int8Kernels {
   void (*quantize)(const float* x, long rows, int width, const float* gamma, const float* beta,
                    const Int8Rows& r);
   void (*epilogue)(const Int8Epilogue& e, long rows);
-  /// Quantizes the attention output o[seq * nheads + h][t][c] (float, tp rows per head) as
-  /// the rows seq * seq_len + t of r (width nheads * head_dim), the same as quantize() of the
-  /// row-major matrix.
-  void (*quantize_heads)(const float* o, int seqs, int seq_len, int tp, int nheads, int head_dim,
-                         const Int8Rows& r);
+  /// Quantizes the attention output in head planes (o[head_pos[r] + h * head_stride[r] + c],
+  /// float) as the rows r of r_out (width nheads * head_dim), the same as quantize() of the
+  /// row-major matrix; rows with head_pos < 0 get q 0, scale 0, no outliers.
+  void (*quantize_heads)(const float* o, long rows, const long* head_pos, const long* head_stride,
+                         int nheads, int head_dim, const Int8Rows& r_out);
   const char* isa;
 };
 

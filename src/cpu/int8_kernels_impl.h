@@ -201,32 +201,36 @@ inline uint16_t i8_bf16_round(float f) {  // round to nearest even (as kernels_i
 
 // Writes row r (q | k | v, 3 * nheads * head_dim floats) into the bf16 head planes.
 inline void i8_store_heads(const float* v, long r, const Int8Epilogue& e) {
-  const long seq = r / e.seq_len, t = r % e.seq_len;
-  if (seq >= e.seqs) return;
+  const long pos = e.head_pos[r];
+  if (pos < 0) return;
   const int d = e.head_dim;
-  const long plane = static_cast<long>(e.seqs) * e.nheads * e.tp * d;
   for (int which = 0; which < 3; ++which) {
     for (int h = 0; h < e.nheads; ++h) {
       const float* src = v + (static_cast<long>(which) * e.nheads + h) * d;
-      uint16_t* dst = e.heads + which * plane + ((seq * e.nheads + h) * e.tp + t) * d;
+      uint16_t* dst = e.heads + which * e.plane + pos + h * e.head_stride[r];
 #pragma omp simd
       for (int c = 0; c < d; ++c) dst[c] = i8_bf16_round(src[c]);
     }
   }
 }
 
-inline void quantize_heads_impl(const float* o, int seqs, int seq_len, int tp, int nheads,
-                                int head_dim, const Int8Rows& r) {
-  const long rows = static_cast<long>(seqs) * seq_len;
+inline void quantize_heads_impl(const float* o, long rows, const long* head_pos,
+                                const long* head_stride, int nheads, int head_dim,
+                                const Int8Rows& r) {
   const int width = nheads * head_dim;
 #pragma omp parallel if (rows * width > 32768)
   {
     float* row = static_cast<float*>(std::malloc(sizeof(float) * width));
 #pragma omp for schedule(static)
     for (long i = 0; i < rows; ++i) {
-      const long seq = i / seq_len, t = i % seq_len;
+      if (head_pos[i] < 0) {
+        std::memset(r.q + i * width, 0, static_cast<size_t>(width));
+        r.scale[i] = 0.0f;
+        if (r.count) r.count[i] = 0;
+        continue;
+      }
       for (int h = 0; h < nheads; ++h) {
-        std::memcpy(row + h * head_dim, o + ((seq * nheads + h) * tp + t) * head_dim,
+        std::memcpy(row + h * head_dim, o + head_pos[i] + h * head_stride[i],
                     sizeof(float) * head_dim);
       }
       i8_quantize_row_into(row, i, width, r);

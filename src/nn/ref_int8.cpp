@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace clipserve::nn::ref {
 
@@ -136,6 +137,52 @@ void linear_int8(const float* x, int rows, const QuantWeights& w, const float* b
         v += double(val[j]) * c[col[j]] * w.scale[o];
       }
       y[static_cast<long>(r) * out + o] = static_cast<float>(v);
+    }
+  }
+}
+
+float round_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u) return x;  // inf / NaN unchanged
+  u += 0x7fffu + ((u >> 16) & 1u);
+  u &= 0xffff0000u;
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+
+void attention_bf16(const float* qkv, int tokens, int width, int heads, bool causal, float* out) {
+  const int d = width / heads;
+  const long stride = 3L * width;
+  std::vector<float> b(static_cast<size_t>(tokens) * stride);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = round_bf16(qkv[i]);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int h = 0; h < heads; ++h) {
+    for (int i = 0; i < tokens; ++i) {
+      std::vector<double> p(tokens, 0.0);
+      const float* q = b.data() + i * stride + h * d;
+      const int last = causal ? i : tokens - 1;
+      double mx = -INFINITY;
+      for (int j = 0; j <= last; ++j) {
+        const float* k = b.data() + j * stride + width + h * d;
+        double acc = 0;
+        for (int c = 0; c < d; ++c) acc += double(q[c]) * k[c];
+        p[j] = acc * scale;
+        mx = std::max(mx, p[j]);
+      }
+      double sum = 0;
+      for (int j = 0; j <= last; ++j) {
+        p[j] = std::exp(p[j] - mx);
+        sum += p[j];
+      }
+      for (int j = 0; j <= last; ++j) p[j] = round_bf16(static_cast<float>(p[j] / sum));
+      for (int c = 0; c < d; ++c) {
+        double acc = 0;
+        for (int j = 0; j <= last; ++j) acc += p[j] * b[j * stride + 2 * width + h * d + c];
+        out[static_cast<long>(i) * width + h * d + c] = static_cast<float>(acc);
+      }
     }
   }
 }

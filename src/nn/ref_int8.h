@@ -53,4 +53,12 @@ void quantize_activations(const float* x, int rows, int in, bool per_row, int8_t
 void linear_int8(const float* x, int rows, const QuantWeights& w, const float* b, bool per_row,
                  float* y, int kmax = 0);
 
+/// The int8 path's attention core for one sequence (ref::attention's layout): q, k, v rounded
+/// to bf16 (round to nearest even), scores and softmax in double, the probabilities rounded
+/// to bf16 before P V (double accumulation): the cpu int8 path's bf16 head-plane attention.
+void attention_bf16(const float* qkv, int tokens, int width, int heads, bool causal, float* out);
+
+/// float -> bf16 -> float, round to nearest even.
+float round_bf16(float x);
+
 }  // namespace clipserve::nn::ref

@@ -117,7 +117,11 @@ class ReferenceBackend final : public Backend {
     for (const BlockWeights& b : blocks) {
       ref::layer_norm(x, tokens, s.width, b.ln1_w, b.ln1_b, h.data());
       linear(h.data(), tokens, s.width, b.in_proj_w, b.in_proj_b, 3 * s.width, qkv.data());
-      ref::attention(qkv.data(), tokens, s.width, s.heads, causal, att.data());
+      if (int8_) {  // the int8 scheme's attention core: bf16 q, k, v and probabilities
+        ref::attention_bf16(qkv.data(), tokens, s.width, s.heads, causal, att.data());
+      } else {
+        ref::attention(qkv.data(), tokens, s.width, s.heads, causal, att.data());
+      }
       linear(att.data(), tokens, s.width, b.out_proj_w, b.out_proj_b, s.width, h.data());
       for (long i = 0; i < n; ++i) x[i] += h[i];
       ref::layer_norm(x, tokens, s.width, b.ln2_w, b.ln2_b, h.data());
