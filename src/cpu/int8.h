@@ -120,7 +120,9 @@ class Int8Blocks {
     std::vector<int> count, col;
     Int8Rows rows(int kmax);
   };
-  void reserve(long rows);
+  void reserve(long chunk, long rows);
+  // l on m rows in chunks: matmul, then (proto not null) the epilogue `proto` on each chunk.
+  void layer(Int8Linear& l, int m, const Int8Rows& in, const Int8Epilogue* proto);
 
   dnnl::stream strm_;
   Attention attention_;          // texts of different lengths in one batch

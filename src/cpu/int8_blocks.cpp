@@ -26,20 +26,19 @@ bool debug_enabled() {
 // CLIPSERVE_INT8_PROFILE=1: wall time per step of Int8Blocks::run summed over the process,
 // printed to stderr at exit (where the time goes; see docs/backends.md).
 struct StepTimes {
-  static constexpr int kSteps = 9;
+  static constexpr int kSteps = 7;
   double ms[kSteps] = {};
   ~StepTimes() {
-    static const char* names[kSteps] = {"ln1+quant",   "qkv mm",    "qkv epi",
-                                        "attention",   "att quant", "out mm",
-                                        "out epi+ln2", "fc mm",     "fc epi+gelu"};
+    static const char* names[kSteps] = {"ln1+quant",        "qkv (mm+epi)",     "attention",
+                                        "att quant",        "out (mm+epi+ln2)", "fc (mm+epi+gelu)",
+                                        "proj (mm+epi+ln1)"};
     double total = 0;
     for (double v : ms) total += v;
     if (total == 0) return;
     std::fprintf(stderr, "clipserve int8 profile (ms):");
     for (int i = 0; i < kSteps; ++i) std::fprintf(stderr, " %s %.1f", names[i], ms[i]);
-    std::fprintf(stderr, " | proj mm %.1f proj epi+ln1 %.1f\n", proj_mm, proj_epi);
+    std::fprintf(stderr, "\n");
   }
-  double proj_mm = 0, proj_epi = 0;
 };
 StepTimes* step_times() {
   static const bool on = std::getenv("CLIPSERVE_INT8_PROFILE") != nullptr;
@@ -177,11 +176,11 @@ Int8Rows Int8Blocks::QBuf::rows(int kmax) {
   return r;
 }
 
-void Int8Blocks::reserve(long rows) {
+void Int8Blocks::reserve(long chunk, long rows) {
   auto grow = [](auto& v, long n) {
     if (static_cast<long>(v.size()) < n) v.resize(n);
   };
-  grow(t_, rows * std::max(3 * shape_.width, shape_.hidden));
+  grow(t_, chunk * std::max(3 * shape_.width, shape_.hidden));
   grow(qkv_, rows * 3 * shape_.width);
   grow(att_, rows * shape_.width);
   for (QBuf* b : {&a_, &b_}) {
@@ -193,16 +192,70 @@ void Int8Blocks::reserve(long rows) {
   }
 }
 
+namespace {
+
+// The rows [r0, ...) of a quantized activation of `width` columns.
+Int8Rows offset_rows(const Int8Rows& r, long r0, int width) {
+  Int8Rows o = r;
+  o.q += r0 * width;
+  o.scale += r0;
+  if (o.count != nullptr) {
+    o.count += r0;
+    o.col += r0 * o.kmax;
+    o.val += r0 * o.kmax;
+  }
+  return o;
+}
+
+// Rows per matmul + epilogue call (CLIPSERVE_INT8_CHUNK; default: the whole batch). Chunks
+// of 128 rows keep each chunk's float output in L2 for the epilogue and the matmul runs as
+// fast on them, but on the loaded dev machine the whole-batch and 128-row runs measured the
+// same (image b16, 1 thread, 3 interleaved pairs): left off by default.
+int chunk_rows() {
+  static const int rows = [] {
+    const char* v = std::getenv("CLIPSERVE_INT8_CHUNK");
+    const int n = v ? std::atoi(v) : 0;
+    return n > 0 ? n : 1 << 30;
+  }();
+  return rows;
+}
+
+}  // namespace
+
+void Int8Blocks::layer(Int8Linear& l, int m, const Int8Rows& in, const Int8Epilogue* proto) {
+  const int chunk = chunk_rows();
+  float* t = t_.data();
+  for (int r0 = 0; r0 < m; r0 += chunk) {
+    const int mc = std::min(chunk, m - r0);
+    l.matmul(strm_, mc, in.q + static_cast<long>(r0) * l.in(), t);
+    if (proto == nullptr) continue;  // gemm only
+    Int8Epilogue e = *proto;
+    const Int8Rows in_c = offset_rows(in, r0, l.in());
+    Int8Rows next_c;
+    e.t = t;
+    e.in = &in_c;
+    if (e.y != nullptr) e.y += static_cast<long>(r0) * l.out();
+    if (e.next != nullptr) {
+      next_c = offset_rows(*e.next, r0, l.out());
+      e.next = &next_c;
+    }
+    if (e.head_pos != nullptr) {
+      e.head_pos += r0;
+      e.head_stride += r0;
+    }
+    int8_kernels().epilogue(e, mc);
+  }
+}
+
 // Per block: [LN1 + quantize] -> qkv -> attention -> quantize -> out_proj + residual + LN2 +
 // quantize -> c_fc + GELU + quantize -> c_proj + residual + (the next block's LN1 + quantize).
 // The bracketed first step is fused into the previous block's last epilogue.
 void Int8Blocks::run(float* x, int m, const std::vector<SeqSpan>& seqs, bool causal,
                      bool gemm_only) {
-  reserve(m);
+  reserve(std::min(m, chunk_rows()), m);
   const Int8Kernels& k = int8_kernels();
   const int w = shape_.width;
   const Int8Rows a = a_.rows(kmax_), b = b_.rows(kmax_);
-  float* t = t_.data();
   using P = Int8Linear::Post;
   // Attention on bf16 head planes (Int8HeadAttention); CLIPSERVE_INT8_ROW_ATTENTION=1 runs
   // the fp32 row-major attention of attention.h instead (for comparisons).
@@ -218,60 +271,54 @@ void Int8Blocks::run(float* x, int m, const std::vector<SeqSpan>& seqs, bool cau
   clk.lap(ms[0]);
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const Block& bl = blocks_[i];
-    bl.qkv->matmul(strm_, m, a.q, t);
-    clk.lap(ms[1]);
-    if (!gemm_only) {
-      Int8Epilogue e = bl.qkv->epilogue(t, &a, P::kNone);
+    {
+      Int8Epilogue e = bl.qkv->epilogue(nullptr, nullptr, P::kNone);
       if (!row_attention) {
         head_attn_.bind(e);
       } else {
         e.y = qkv_.data();
       }
-      k.epilogue(e, m);
-      clk.lap(ms[2]);
+      layer(*bl.qkv, m, a, gemm_only ? nullptr : &e);
+    }
+    clk.lap(ms[1]);
+    if (!gemm_only) {
       if (!row_attention) {
         const float* o = head_attn_.run();
-        clk.lap(ms[3]);
+        clk.lap(ms[2]);
         k.quantize_heads(o, m, head_attn_.head_pos(), head_attn_.head_stride(), shape_.heads, d, b);
       } else {
         attention_.run(qkv_.data(), seqs.data(), nseq, w, shape_.heads, causal, att_.data(), false);
-        clk.lap(ms[3]);
+        clk.lap(ms[2]);
         k.quantize(att_.data(), m, w, nullptr, nullptr, b);
       }
-      clk.lap(ms[4]);
+      clk.lap(ms[3]);
     }
-    bl.out->matmul(strm_, m, b.q, t);
-    clk.lap(ms[5]);
-    if (!gemm_only) {
-      Int8Epilogue e = bl.out->epilogue(t, &b, P::kResidual);
+    {
+      Int8Epilogue e = bl.out->epilogue(nullptr, nullptr, P::kResidual);
       e.y = x;
       e.ln_g = bl.ln.data() + 2 * w;
       e.ln_b = bl.ln.data() + 3 * w;
       e.next = &a;
-      k.epilogue(e, m);
+      layer(*bl.out, m, b, gemm_only ? nullptr : &e);
     }
-    clk.lap(ms[6]);
-    bl.fc->matmul(strm_, m, a.q, t);
-    clk.lap(ms[7]);
-    if (!gemm_only) {
-      Int8Epilogue e = bl.fc->epilogue(t, &a, act_);
+    clk.lap(ms[4]);
+    {
+      Int8Epilogue e = bl.fc->epilogue(nullptr, nullptr, act_);
       e.next = &b;
-      k.epilogue(e, m);
+      layer(*bl.fc, m, a, gemm_only ? nullptr : &e);
     }
-    clk.lap(ms[8]);
-    bl.proj->matmul(strm_, m, b.q, t);
-    clk.lap(st ? st->proj_mm : dummy.proj_mm);
-    if (!gemm_only) {
-      Int8Epilogue e = bl.proj->epilogue(t, &b, P::kResidual);
+    clk.lap(ms[5]);
+    {
+      Int8Epilogue e = bl.proj->epilogue(nullptr, nullptr, P::kResidual);
       e.y = x;
       if (i + 1 < blocks_.size()) {
         e.ln_g = blocks_[i + 1].ln.data();
         e.ln_b = blocks_[i + 1].ln.data() + w;
         e.next = &a;
       }
-      k.epilogue(e, m);
+      layer(*bl.proj, m, b, gemm_only ? nullptr : &e);
     }
-    clk.lap(st ? st->proj_epi : dummy.proj_epi);
+    clk.lap(ms[6]);
   }
   strm_.wait();
 }
