@@ -205,9 +205,10 @@ int main(int argc, char** argv) {
       fp32.reset();
       const auto base_top = top1(base, e);
       std::vector<std::tuple<std::string, std::string, nn::BackendOptions>> runs;
-      for (const char* p : {"bf16", "int8"}) {
+      for (const char* p : {"bf16", "int8", "int8 (no outlier split)"}) {
         nn::BackendOptions o;
-        o.precision = p;
+        o.precision = std::string(p).substr(0, 4);
+        o.int8_outliers = std::string(p) == "int8";
         runs.emplace_back("cpu", p, o);
       }
       if (with_ref) {

@@ -68,6 +68,8 @@ class CpuBackend final : public nn::Backend {
       }
     }
     act_dt_ = bf16_ ? dt::bf16 : dt::f32;
+    // int8 runs the patch embedding in bf16 where the CPU has it (cosine 0.99999 to fp32).
+    patch_dt_ = bf16_ || (int8_ && __builtin_cpu_supports("avx512bf16")) ? dt::bf16 : dt::f32;
     act_size_ = bf16_ ? 2 : 4;
     const nn::ClipWeights w = nn::bind_clip_weights(cfg_, *weights);
     quick_gelu_ = w.quick_gelu;
@@ -76,10 +78,10 @@ class CpuBackend final : public nn::Backend {
     const nn::VisionWeights& v = w.vision;
     vis_ = v;  // keeps pointers for the small fp32 tensors, replaced below
     const int vw = v.shape.width, pp = 3 * v.patch * v.patch;
-    patch_ = make_linear(v.conv1_w, nullptr, pp, vw, PostOp::kNone, v.tokens());
+    patch_ = make_linear(v.conv1_w, nullptr, pp, vw, PostOp::kNone, v.tokens(), patch_dt_);
     if (int8_) {
-      vis_int8_ =
-          std::make_unique<Int8Blocks>(eng_, strm_, v.blocks, v.shape, quick_gelu_, v.tokens());
+      vis_int8_ = std::make_unique<Int8Blocks>(eng_, strm_, v.blocks, v.shape, quick_gelu_,
+                                               v.tokens(), opt.int8_outliers);
     } else {
       vis_blocks_ = make_blocks(v.blocks, v.shape, v.tokens());
     }
@@ -95,8 +97,8 @@ class CpuBackend final : public nn::Backend {
     txt_ = t;
     const int tw = t.shape.width;
     if (int8_) {
-      txt_int8_ =
-          std::make_unique<Int8Blocks>(eng_, strm_, t.blocks, t.shape, quick_gelu_, t.context);
+      txt_int8_ = std::make_unique<Int8Blocks>(eng_, strm_, t.blocks, t.shape, quick_gelu_,
+                                               t.context, opt.int8_outliers);
     } else {
       txt_blocks_ = make_blocks(t.blocks, t.shape, t.context);
     }
@@ -158,6 +160,7 @@ class CpuBackend final : public nn::Backend {
   struct Linear {
     int in = 0, out = 0;
     PostOp post = PostOp::kNone;
+    dt src_dt = dt::f32;         // of the activations
     dnnl::memory w;              // reordered weights [in, out] in the preferred layout
     dnnl::memory bias;           // f32 [1, out]; empty when none
     const float* src = nullptr;  // the WeightMap's tensor until load_weights()
@@ -186,8 +189,8 @@ class CpuBackend final : public nn::Backend {
   }
 
   dnnl::matmul::primitive_desc make_pd(int m, int in, int out, bool bias, PostOp post,
-                                       const dnnl::memory::desc& wmd) const {
-    const dnnl::memory::desc src({m, in}, act_dt_, tag::ab);
+                                       const dnnl::memory::desc& wmd, dt src_dt) const {
+    const dnnl::memory::desc src({m, in}, src_dt, tag::ab);
     const dnnl::memory::desc dst({m, out}, dst_dt(post), tag::ab);
     const dnnl::memory::desc bmd =
         bias ? dnnl::memory::desc({1, out}, dt::f32, tag::ab) : dnnl::memory::desc();
@@ -197,18 +200,22 @@ class CpuBackend final : public nn::Backend {
 
   // torch Linear weights are [out, in] row-major, i.e. the [in, out] matrix in tag `ba`. This
   // only plans the layout and the weight's place in the arena; load_weights() fills it.
-  Linear make_linear(const float* w, const float* b, int in, int out, PostOp post, int typical_m) {
+  Linear make_linear(const float* w, const float* b, int in, int out, PostOp post, int typical_m,
+                     dt src_dt = dt::undef) {
     Linear l;
     l.in = in;
     l.out = out;
     l.post = post;
+    l.src_dt = src_dt == dt::undef ? act_dt_ : src_dt;
     auto key = std::make_tuple(in, out, b != nullptr, static_cast<int>(post));
     auto it = wlayout_.find(key);
     if (it == wlayout_.end()) {
-      const dnnl::memory::desc any({in, out}, act_dt_, tag::any);
-      it =
-          wlayout_.emplace(key, make_pd(typical_m, in, out, b != nullptr, post, any).weights_desc())
-              .first;
+      const dnnl::memory::desc any({in, out}, l.src_dt, tag::any);
+      it = wlayout_
+               .emplace(
+                   key,
+                   make_pd(typical_m, in, out, b != nullptr, post, any, l.src_dt).weights_desc())
+               .first;
     }
     l.src = w;
     l.offset = arena_size_;
@@ -303,7 +310,8 @@ class CpuBackend final : public nn::Backend {
     auto key = std::make_tuple(m, l.in, l.out, static_cast<int>(l.post));
     auto it = prims_.find(key);
     if (it == prims_.end()) {
-      auto pd = make_pd(m, l.in, l.out, static_cast<bool>(l.bias), l.post, l.w.get_desc());
+      auto pd =
+          make_pd(m, l.in, l.out, static_cast<bool>(l.bias), l.post, l.w.get_desc(), l.src_dt);
       if (debug_enabled()) {
         std::fprintf(stderr, "clipserve: matmul m=%d k=%d n=%d post=%d: %s\n", m, l.in, l.out,
                      static_cast<int>(l.post), pd.impl_info_str());
@@ -387,7 +395,7 @@ class CpuBackend final : public nn::Backend {
     const int tokens = vis_.tokens(), pp = 3 * p * p;
     const long m = static_cast<long>(n) * tokens, mp = static_cast<long>(n) * g * g;
     reserve(m, s, mp * w);
-    grow(patches_, mp * pp * act_size_ / 4 + 1);
+    grow(patches_, mp * pp * (patch_dt_ == dt::bf16 ? 2 : 4) / 4 + 1);
     if (!gemm_only) {
       // im2col in the conv weight's (channel, ky, kx) order.
 #pragma omp parallel for collapse(2) schedule(static)
@@ -405,7 +413,7 @@ class CpuBackend final : public nn::Backend {
               }
             }
             const long r = (static_cast<long>(b) * g + gy) * g + gx;
-            if (bf16_) {
+            if (patch_dt_ == dt::bf16) {
               kernels().to_bf16(row.data(), pp,
                                 reinterpret_cast<uint16_t*>(patches_.data()) + r * pp);
             } else {
@@ -502,6 +510,7 @@ class CpuBackend final : public nn::Backend {
   std::unique_ptr<Int8Blocks> vis_int8_, txt_int8_;
   int threads_ = 0;
   dt act_dt_ = dt::f32;
+  dt patch_dt_ = dt::f32;
   long act_size_ = 4;
   bool quick_gelu_ = false;
   int embed_dim_ = 0;

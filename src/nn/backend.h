@@ -17,6 +17,9 @@ struct BackendOptions {
   /// int8 on the reference backend only: activation scales per token (as the cpu backend) or,
   /// when false, one per tensor (per sequence there), for accuracy comparisons.
   bool int8_per_token = true;
+  /// int8, both backends: split each row's outlier columns (|x| > 6 rms, at most 8) off the
+  /// int8 part and add them in float (nn/ref_int8.h); false: plain per-token int8.
+  bool int8_outliers = true;
   int threads = 0;  ///< 0 = all cores
   /// bf16 requested on a CPU without AVX512-BF16 runs fp32; set to false to throw instead.
   bool allow_precision_fallback = true;

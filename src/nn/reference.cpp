@@ -25,7 +25,8 @@ class ReferenceBackend final : public Backend {
         w_(bind_clip_weights(cfg_, *weights_)),
         threads_(opt.threads),
         int8_(opt.precision == "int8"),
-        per_token_(opt.int8_per_token) {
+        per_token_(opt.int8_per_token),
+        kmax_(opt.int8_outliers ? ref::kMaxOutliers : 0) {
     if (int8_) quantize_blocks();
   }
 
@@ -116,7 +117,11 @@ class ReferenceBackend final : public Backend {
     for (const BlockWeights& b : blocks) {
       ref::layer_norm(x, tokens, s.width, b.ln1_w, b.ln1_b, h.data());
       linear(h.data(), tokens, s.width, b.in_proj_w, b.in_proj_b, 3 * s.width, qkv.data());
-      ref::attention(qkv.data(), tokens, s.width, s.heads, causal, att.data());
+      if (int8_) {  // the int8 scheme's attention core: bf16 q, k, v and probabilities
+        ref::attention_bf16(qkv.data(), tokens, s.width, s.heads, causal, att.data());
+      } else {
+        ref::attention(qkv.data(), tokens, s.width, s.heads, causal, att.data());
+      }
       linear(att.data(), tokens, s.width, b.out_proj_w, b.out_proj_b, s.width, h.data());
       for (long i = 0; i < n; ++i) x[i] += h[i];
       ref::layer_norm(x, tokens, s.width, b.ln2_w, b.ln2_b, h.data());
@@ -130,7 +135,7 @@ class ReferenceBackend final : public Backend {
   // The blocks' linear layers: fp32, or int8 with the weights quantized at load (ref_int8.h).
   void linear(const float* x, int rows, int in, const float* w, const float* b, int out, float* y) {
     if (!int8_) return ref::linear(x, rows, in, w, b, out, y);
-    ref::linear_int8(x, rows, qweights_.at(w), b, per_token_, y);
+    ref::linear_int8(x, rows, qweights_.at(w), b, per_token_, y, kmax_);
   }
   void quantize_blocks() {
     for (const auto* tower : {&w_.vision.blocks, &w_.text.blocks}) {
@@ -159,6 +164,7 @@ class ReferenceBackend final : public Backend {
   ClipWeights w_;
   int threads_ = 0;
   bool int8_ = false, per_token_ = true;
+  int kmax_ = 0;  // outlier columns split per row (0: none)
   std::map<const float*, ref::QuantWeights> qweights_;
 };
 
