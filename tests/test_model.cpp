@@ -199,8 +199,8 @@ TEST(CpuKernels, AttentionMatchesReference) {
 TEST(CpuKernels, FusedAttentionMatchesReference) {
   std::mt19937 rng(11);
   for (const auto& [width, heads] : {std::pair{128, 2}, std::pair{96, 2}, std::pair{64, 4}}) {
-    const std::vector<cpu::SeqSpan> seqs{{0, 1}, {1, 33}, {34, 129}, {163, 300}, {463, 32},
-                                         {495, 300}};
+    const std::vector<cpu::SeqSpan> seqs{{0, 1},     {1, 33},   {34, 129},
+                                         {163, 300}, {463, 32}, {495, 300}};
     const int rows = 795;
     std::normal_distribution<float> d(0.0f, 1.5f);
     std::vector<float> qkv(static_cast<size_t>(rows) * 3 * width);
@@ -221,8 +221,8 @@ TEST(CpuKernels, FusedAttentionMatchesReference) {
               got.data(), false);
       EXPECT_LE(max_abs_diff(got, want), 2e-6f * max_abs(want));
       std::vector<uint16_t> h(want.size());
-      att.run(qkv.data(), seqs.data(), static_cast<int>(seqs.size()), width, heads, false,
-              h.data(), true);
+      att.run(qkv.data(), seqs.data(), static_cast<int>(seqs.size()), width, heads, false, h.data(),
+              true);
       for (size_t i = 0; i < h.size(); ++i) {
         ASSERT_NEAR(bf16_to_float(h[i]), want[i], std::abs(want[i]) * 0.0079f + 1e-5f) << i;
       }
