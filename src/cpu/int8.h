@@ -3,8 +3,9 @@
 // output scale, then one fused row pass of ours (int8_kernels.h): per-token scale, bias,
 // outlier columns, GELU, residual add, the next LayerNorm and the next quantization.
 // Activations are quantized dynamically per token with outlier columns split off (the scheme
-// of src/nn/ref_int8.h, whose plain loops the tests compare this against). LayerNorm
-// statistics, the attention core and everything outside the blocks stay fp32.
+// of src/nn/ref_int8.h, whose plain loops the tests compare this against). The attention core
+// runs bf16 matmuls on head planes (Int8HeadAttention); LayerNorm statistics, the softmax, the
+// residual stream and everything outside the blocks stay fp32.
 #pragma once
 
 #include <cstdint>
