@@ -6,10 +6,15 @@
 #define NO_MANUAL_VECTORIZATION
 #endif
 #include <hnswlib/hnswlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <mutex>
 #include <queue>
 
 #include "core/check.h"
@@ -67,41 +72,124 @@ class CodeSpace : public hnswlib::SpaceInterface<float> {
   DistanceFn fn_ = nullptr;
 };
 
-// hnswlib's loader trusts the file (a failed load leaves the object impossible to destroy):
-// check the header and the link-list layout against what this collection would write first.
-void check_snapshot(const std::string& path, size_t data, int m) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) CS_THROW(kIo, "cannot read ", path);
-  const auto file_size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0);
-  size_t off0 = 0, max_el = 0, count = 0, per_el = 0, label_off = 0, data_off = 0, max_m = 0,
-         max_m0 = 0, mm = 0, efc = 0;
+// A snapshot read and checked before anything is handed to hnswlib. hnswlib's own loader
+// trusts the file (a failed load leaves the object impossible to destroy) and walks it with a
+// seek and two tellg per element (millions of syscalls at 1M vectors): this reads the level-0
+// block in one go and the link lists in one buffer, checks the layout against what this
+// collection would write, then fills the HierarchicalNSW fields as loadIndex does.
+struct Snapshot {
+  size_t max_el = 0, count = 0, per_el = 0, label_off = 0, data_off = 0, max_m = 0, max_m0 = 0,
+         mm = 0, efc = 0;
   int max_level = 0;
   hnswlib::tableint entry = 0;
   double mult = 0;
-  auto rd = [&](auto& v) { in.read(reinterpret_cast<char*>(&v), sizeof(v)); };
-  rd(off0), rd(max_el), rd(count), rd(per_el), rd(label_off), rd(data_off), rd(max_level);
-  rd(entry), rd(max_m), rd(max_m0), rd(mm), rd(mult), rd(efc);
-  const size_t links0 = max_m0 * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
-  const bool header_ok = in && off0 == 0 && mm == static_cast<size_t>(m) && max_m == mm &&
-                         max_m0 == 2 * mm && data_off == links0 && label_off == links0 + data &&
-                         per_el == label_off + sizeof(hnswlib::labeltype) && count <= max_el &&
-                         count < (1ull << 32) && (count == 0 || entry < count) && max_level >= -1 &&
-                         max_level < 64;
+  char* level0 = nullptr;   // malloc'd, max(max_el, count) * per_el bytes
+  std::vector<char> links;  // per element: uint32 size, then size bytes
+  ~Snapshot() { std::free(level0); }
+};
+
+void read_exact(std::FILE* f, void* dst, size_t n, const std::string& path) {
+  if (n && std::fread(dst, 1, n, f) != n) CS_THROW(kIo, path, ": truncated snapshot");
+}
+
+std::unique_ptr<Snapshot> read_snapshot(const std::string& path, size_t data, int m) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) CS_THROW(kIo, "cannot read ", path);
+  struct stat st {};
+  if (::fstat(::fileno(f.get()), &st) != 0) CS_THROW(kIo, "cannot stat ", path);
+  const auto file_size = static_cast<uint64_t>(st.st_size);
+  auto sn = std::make_unique<Snapshot>();
+  size_t off0 = 0;
+  auto rd = [&](auto& v) { read_exact(f.get(), &v, sizeof(v), path); };
+  rd(off0), rd(sn->max_el), rd(sn->count), rd(sn->per_el), rd(sn->label_off), rd(sn->data_off);
+  rd(sn->max_level), rd(sn->entry), rd(sn->max_m), rd(sn->max_m0), rd(sn->mm), rd(sn->mult);
+  rd(sn->efc);
+  const size_t header =
+      10 * sizeof(size_t) + sizeof(int) + sizeof(hnswlib::tableint) + sizeof(double);
+  const size_t links0 = sn->max_m0 * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  const bool header_ok =
+      off0 == 0 && sn->mm == static_cast<size_t>(m) && sn->max_m == sn->mm &&
+      sn->max_m0 == 2 * sn->mm && sn->data_off == links0 && sn->label_off == links0 + data &&
+      sn->per_el == sn->label_off + sizeof(hnswlib::labeltype) && sn->count <= sn->max_el &&
+      sn->count < (1ull << 32) && (sn->count == 0 || sn->entry < sn->count) &&
+      sn->max_level >= -1 && sn->max_level < 64 &&
+      header + static_cast<uint64_t>(sn->count) * sn->per_el <= file_size;
   if (!header_ok) CS_THROW(kIo, path, ": not a snapshot of this collection (header)");
-  const size_t links = max_m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
-  uint64_t pos = static_cast<uint64_t>(in.tellg()) + static_cast<uint64_t>(count) * per_el;
-  for (size_t i = 0; i < count; ++i) {
+  const size_t level0_bytes = sn->count * sn->per_el;
+  sn->level0 = static_cast<char*>(std::malloc(std::max<size_t>(1, sn->max_el * sn->per_el)));
+  if (!sn->level0) CS_THROW(kIo, path, ": out of memory for the snapshot");
+  read_exact(f.get(), sn->level0, level0_bytes, path);
+  sn->links.resize(file_size - header - level0_bytes);
+  read_exact(f.get(), sn->links.data(), sn->links.size(), path);
+  const size_t links = sn->max_m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  size_t pos = 0;
+  for (size_t i = 0; i < sn->count; ++i) {
     unsigned int n = 0;
-    if (pos + sizeof(n) > file_size) CS_THROW(kIo, path, ": truncated snapshot");
-    in.seekg(static_cast<std::streamoff>(pos));
-    rd(n);
-    if (!in || n % links != 0 || n / links > static_cast<size_t>(max_level)) {
+    if (pos + sizeof(n) > sn->links.size()) CS_THROW(kIo, path, ": truncated snapshot");
+    std::memcpy(&n, sn->links.data() + pos, sizeof(n));
+    if (n % links != 0 || n / links > static_cast<size_t>(std::max(sn->max_level, 0)) ||
+        pos + sizeof(n) + n > sn->links.size()) {
       CS_THROW(kIo, path, ": corrupt snapshot (element ", i, ")");
     }
     pos += sizeof(n) + n;
   }
-  if (pos != file_size) CS_THROW(kIo, path, ": snapshot size does not match its contents");
+  if (pos != sn->links.size()) CS_THROW(kIo, path, ": snapshot size does not match its contents");
+  return sn;
+}
+
+// Moves a checked snapshot into an empty HierarchicalNSW (the fields loadIndex sets).
+void install(Hnsw& h, Snapshot& sn, hnswlib::SpaceInterface<float>* space) {
+  h.offsetLevel0_ = 0;
+  h.max_elements_ = std::max(sn.max_el, sn.count);
+  h.cur_element_count = sn.count;
+  h.size_data_per_element_ = sn.per_el;
+  h.label_offset_ = sn.label_off;
+  h.offsetData_ = sn.data_off;
+  h.maxlevel_ = sn.max_level;
+  h.enterpoint_node_ = sn.entry;
+  h.maxM_ = sn.max_m;
+  h.maxM0_ = sn.max_m0;
+  h.M_ = sn.mm;
+  h.mult_ = sn.mult;
+  h.ef_construction_ = sn.efc;
+  h.data_size_ = space->get_data_size();
+  h.fstdistfunc_ = space->get_dist_func();
+  h.dist_func_param_ = space->get_dist_func_param();
+  h.size_links_per_element_ =
+      sn.max_m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  h.size_links_level0_ = sn.max_m0 * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  std::vector<std::mutex>(h.max_elements_).swap(h.link_list_locks_);
+  std::vector<std::mutex>(Hnsw::max_update_element_locks).swap(h.link_list_update_locks_);
+  h.element_levels_ = std::vector<int>(h.max_elements_);
+  h.linkLists_ =
+      static_cast<char**>(std::calloc(std::max<size_t>(1, h.max_elements_), sizeof(void*)));
+  if (!h.linkLists_) CS_THROW(kIo, "out of memory for the snapshot's links");
+  h.data_level0_memory_ = sn.level0;
+  sn.level0 = nullptr;
+  h.visited_list_pool_ = new hnswlib::VisitedListPool(1, h.max_elements_);
+  h.revSize_ = 1.0 / h.mult_;
+  h.ef_ = 10;
+  h.num_deleted_ = 0;
+  h.label_lookup_.reserve(sn.count);
+  size_t pos = 0;
+  for (size_t i = 0; i < sn.count; ++i) {
+    const auto id = static_cast<hnswlib::tableint>(i);
+    h.label_lookup_[h.getExternalLabel(id)] = id;
+    unsigned int n = 0;
+    std::memcpy(&n, sn.links.data() + pos, sizeof(n));
+    pos += sizeof(n);
+    if (n == 0) {
+      h.element_levels_[i] = 0;
+      h.linkLists_[i] = nullptr;
+    } else {
+      h.element_levels_[i] = static_cast<int>(n / h.size_links_per_element_);
+      h.linkLists_[i] = static_cast<char*>(std::malloc(n));
+      if (!h.linkLists_[i]) CS_THROW(kIo, "out of memory for the snapshot's links");
+      std::memcpy(h.linkLists_[i], sn.links.data() + pos, n);
+      pos += n;
+    }
+    if (h.isMarkedDeleted(id)) h.num_deleted_ += 1;
+  }
 }
 
 // Keeps the k best (score desc, label asc on ties).
@@ -148,20 +236,15 @@ class HnswIndex : public VectorIndex {
                                    p.m, p.ef_construction);
   }
   HnswIndex(const HnswParams& p, const std::string& path) : p_(p), space_(p.dim, p.storage) {
-    check_snapshot(path, space_.get_data_size(), p.m);
+    auto sn = read_snapshot(path, space_.get_data_size(), p.m);  // throws before hnswlib sees it
+    // The empty constructor leaves every field to the loader (install sets them all).
+    hnsw_ = std::make_unique<Hnsw>(&space_);
     try {
-      // hnswlib 0.6.2's loading constructor leaves num_deleted_ uninitialized before
-      // counting into it: construct empty, zero it, then load.
-      hnsw_ = std::make_unique<Hnsw>(&space_);
-      hnsw_->num_deleted_ = 0;
-      hnsw_->loadIndex(path, &space_);
+      install(*hnsw_, *sn, &space_);
       hnsw_->ef_ = 64;
-    } catch (const std::exception& e) {
-      (void)hnsw_.release();  // half-loaded: leaking beats freeing uninitialized pointers
-      CS_THROW(kIo, path, ": ", e.what());
-    }
-    if (hnsw_->data_size_ != space_.get_data_size()) {
-      CS_THROW(kIo, path, ": snapshot dimension or vector storage differs from the collection's");
+    } catch (...) {
+      (void)hnsw_.release();  // half-installed: leaking beats freeing uninitialized pointers
+      throw;
     }
   }
 
