@@ -5,8 +5,11 @@
 #if defined(__SANITIZE_ADDRESS__) && !defined(NO_MANUAL_VECTORIZATION)
 #define NO_MANUAL_VECTORIZATION
 #endif
+#include <fcntl.h>
 #include <hnswlib/hnswlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -83,29 +86,41 @@ struct Snapshot {
   int max_level = 0;
   hnswlib::tableint entry = 0;
   double mult = 0;
-  char* level0 = nullptr;   // malloc'd, max(max_el, count) * per_el bytes
-  std::vector<char> links;  // per element: uint32 size, then size bytes
-  ~Snapshot() { std::free(level0); }
+  // The whole file mapped copy-on-write (MAP_PRIVATE): the level-0 block is used in place
+  // (no copy, pages come from the page cache as searches touch them); writes stay private.
+  void* map = MAP_FAILED;
+  size_t map_len = 0;
+  char* level0 = nullptr;       // count * per_el bytes inside the mapping
+  const char* links = nullptr;  // per element: uint32 size, then size bytes
+  size_t links_len = 0;
+  ~Snapshot() {
+    if (map != MAP_FAILED) ::munmap(map, map_len);
+  }
 };
 
-void read_exact(std::FILE* f, void* dst, size_t n, const std::string& path) {
-  if (n && std::fread(dst, 1, n, f) != n) CS_THROW(kIo, path, ": truncated snapshot");
-}
-
 std::unique_ptr<Snapshot> read_snapshot(const std::string& path, size_t data, int m) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) CS_THROW(kIo, "cannot read ", path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) CS_THROW(kIo, "cannot read ", path, ": ", std::strerror(errno));
   struct stat st {};
-  if (::fstat(::fileno(f.get()), &st) != 0) CS_THROW(kIo, "cannot stat ", path);
-  const auto file_size = static_cast<uint64_t>(st.st_size);
   auto sn = std::make_unique<Snapshot>();
-  size_t off0 = 0;
-  auto rd = [&](auto& v) { read_exact(f.get(), &v, sizeof(v), path); };
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+    sn->map_len = static_cast<size_t>(st.st_size);
+    sn->map = ::mmap(nullptr, sn->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  }
+  ::close(fd);
+  if (sn->map == MAP_FAILED) CS_THROW(kIo, "cannot map ", path);
+  const auto file_size = static_cast<uint64_t>(sn->map_len);
+  const char* base = static_cast<const char*>(sn->map);
+  size_t off = 0, off0 = 0;
+  auto rd = [&](auto& v) {
+    if (off + sizeof(v) > file_size) CS_THROW(kIo, path, ": truncated snapshot");
+    std::memcpy(&v, base + off, sizeof(v));
+    off += sizeof(v);
+  };
   rd(off0), rd(sn->max_el), rd(sn->count), rd(sn->per_el), rd(sn->label_off), rd(sn->data_off);
   rd(sn->max_level), rd(sn->entry), rd(sn->max_m), rd(sn->max_m0), rd(sn->mm), rd(sn->mult);
   rd(sn->efc);
-  const size_t header =
-      10 * sizeof(size_t) + sizeof(int) + sizeof(hnswlib::tableint) + sizeof(double);
+  const size_t header = off;
   const size_t links0 = sn->max_m0 * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
   const bool header_ok =
       off0 == 0 && sn->mm == static_cast<size_t>(m) && sn->max_m == sn->mm &&
@@ -116,31 +131,30 @@ std::unique_ptr<Snapshot> read_snapshot(const std::string& path, size_t data, in
       header + static_cast<uint64_t>(sn->count) * sn->per_el <= file_size;
   if (!header_ok) CS_THROW(kIo, path, ": not a snapshot of this collection (header)");
   const size_t level0_bytes = sn->count * sn->per_el;
-  sn->level0 = static_cast<char*>(std::malloc(std::max<size_t>(1, sn->max_el * sn->per_el)));
-  if (!sn->level0) CS_THROW(kIo, path, ": out of memory for the snapshot");
-  read_exact(f.get(), sn->level0, level0_bytes, path);
-  sn->links.resize(file_size - header - level0_bytes);
-  read_exact(f.get(), sn->links.data(), sn->links.size(), path);
+  sn->level0 = static_cast<char*>(sn->map) + header;
+  sn->links = base + header + level0_bytes;
+  sn->links_len = file_size - header - level0_bytes;
+  ::madvise(sn->map, sn->map_len, MADV_WILLNEED);  // read ahead while the links are parsed
   const size_t links = sn->max_m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
   size_t pos = 0;
   for (size_t i = 0; i < sn->count; ++i) {
     unsigned int n = 0;
-    if (pos + sizeof(n) > sn->links.size()) CS_THROW(kIo, path, ": truncated snapshot");
-    std::memcpy(&n, sn->links.data() + pos, sizeof(n));
+    if (pos + sizeof(n) > sn->links_len) CS_THROW(kIo, path, ": truncated snapshot");
+    std::memcpy(&n, sn->links + pos, sizeof(n));
     if (n % links != 0 || n / links > static_cast<size_t>(std::max(sn->max_level, 0)) ||
-        pos + sizeof(n) + n > sn->links.size()) {
+        pos + sizeof(n) + n > sn->links_len) {
       CS_THROW(kIo, path, ": corrupt snapshot (element ", i, ")");
     }
     pos += sizeof(n) + n;
   }
-  if (pos != sn->links.size()) CS_THROW(kIo, path, ": snapshot size does not match its contents");
+  if (pos != sn->links_len) CS_THROW(kIo, path, ": snapshot size does not match its contents");
   return sn;
 }
 
 // Moves a checked snapshot into an empty HierarchicalNSW (the fields loadIndex sets).
 void install(Hnsw& h, Snapshot& sn, hnswlib::SpaceInterface<float>* space) {
   h.offsetLevel0_ = 0;
-  h.max_elements_ = std::max(sn.max_el, sn.count);
+  h.max_elements_ = sn.count;  // the mapping holds exactly these (reserve() grows a copy)
   h.cur_element_count = sn.count;
   h.size_data_per_element_ = sn.per_el;
   h.label_offset_ = sn.label_off;
@@ -164,8 +178,7 @@ void install(Hnsw& h, Snapshot& sn, hnswlib::SpaceInterface<float>* space) {
   h.linkLists_ =
       static_cast<char**>(std::calloc(std::max<size_t>(1, h.max_elements_), sizeof(void*)));
   if (!h.linkLists_) CS_THROW(kIo, "out of memory for the snapshot's links");
-  h.data_level0_memory_ = sn.level0;
-  sn.level0 = nullptr;
+  h.data_level0_memory_ = sn.level0;  // owned by the mapping (HnswIndex unmaps it)
   h.visited_list_pool_ = new hnswlib::VisitedListPool(1, h.max_elements_);
   h.revSize_ = 1.0 / h.mult_;
   h.ef_ = 10;
@@ -176,7 +189,7 @@ void install(Hnsw& h, Snapshot& sn, hnswlib::SpaceInterface<float>* space) {
     const auto id = static_cast<hnswlib::tableint>(i);
     h.label_lookup_[h.getExternalLabel(id)] = id;
     unsigned int n = 0;
-    std::memcpy(&n, sn.links.data() + pos, sizeof(n));
+    std::memcpy(&n, sn.links + pos, sizeof(n));
     pos += sizeof(n);
     if (n == 0) {
       h.element_levels_[i] = 0;
@@ -185,7 +198,7 @@ void install(Hnsw& h, Snapshot& sn, hnswlib::SpaceInterface<float>* space) {
       h.element_levels_[i] = static_cast<int>(n / h.size_links_per_element_);
       h.linkLists_[i] = static_cast<char*>(std::malloc(n));
       if (!h.linkLists_[i]) CS_THROW(kIo, "out of memory for the snapshot's links");
-      std::memcpy(h.linkLists_[i], sn.links.data() + pos, n);
+      std::memcpy(h.linkLists_[i], sn.links + pos, n);
       pos += n;
     }
     if (h.isMarkedDeleted(id)) h.num_deleted_ += 1;
@@ -246,7 +259,17 @@ class HnswIndex : public VectorIndex {
       (void)hnsw_.release();  // half-installed: leaking beats freeing uninitialized pointers
       throw;
     }
+    map_ = sn->map, map_len_ = sn->map_len;
+    sn->map = MAP_FAILED;  // the index owns the mapping now
   }
+  ~HnswIndex() override {
+    if (map_ != MAP_FAILED && hnsw_) {
+      hnsw_->data_level0_memory_ = nullptr;  // hnswlib would free() it
+      ::munmap(map_, map_len_);
+    }
+  }
+  HnswIndex(const HnswIndex&) = delete;
+  HnswIndex& operator=(const HnswIndex&) = delete;
 
   void add(int64_t label, const float* unit) override {
     hnsw_->addPoint(code(unit), static_cast<hnswlib::labeltype>(label));
@@ -305,6 +328,16 @@ class HnswIndex : public VectorIndex {
   }
   int64_t deleted() const override { return static_cast<int64_t>(hnsw_->num_deleted_); }
   void reserve(int64_t n) override {
+    if (static_cast<size_t>(n) > hnsw_->max_elements_ && map_ != MAP_FAILED) {
+      // hnswlib grows level 0 with realloc: give it a malloc'd copy of the mapped block.
+      const size_t bytes = hnsw_->max_elements_ * hnsw_->size_data_per_element_;
+      char* copy = static_cast<char*>(std::malloc(std::max<size_t>(1, bytes)));
+      if (!copy) CS_THROW(kIo, "out of memory growing the vector index");
+      std::memcpy(copy, hnsw_->data_level0_memory_, bytes);
+      hnsw_->data_level0_memory_ = copy;
+      ::munmap(map_, map_len_);
+      map_ = MAP_FAILED;
+    }
     if (static_cast<size_t>(n) > hnsw_->max_elements_) {
       hnsw_->resizeIndex(std::max(static_cast<size_t>(n), hnsw_->max_elements_ * 2));
     }
@@ -328,6 +361,8 @@ class HnswIndex : public VectorIndex {
   HnswParams p_;
   CodeSpace space_;
   std::unique_ptr<Hnsw> hnsw_;
+  void* map_ = MAP_FAILED;  // the snapshot mapping level 0 lives in, until reserve() copies it
+  size_t map_len_ = 0;
 };
 
 }  // namespace
