@@ -144,10 +144,13 @@ def peer(args):
             print(json.dumps(out))
             return
 
+    # clipserve's labels are SQLite rows: base vector j was inserted as row j + 1.
+    shift = 1 if args.load_graph else 0
+
     def search(q, ef, threads):
         if args.engine == "hnswlib":
             idx.set_ef(ef)
-            return idx.knn_query(q, k=K, num_threads=threads)[0]
+            return idx.knn_query(q, k=K, num_threads=threads)[0].astype(np.int64) - shift
         faiss.omp_set_num_threads(threads)
         idx.hnsw.efSearch = ef
         return idx.search(q, K)[1]
