@@ -98,7 +98,13 @@ def peer(args):
         import hnswlib
     else:
         import faiss
-    if os.path.exists(path) and os.path.exists(meta_path):
+    if args.load_graph:  # hnswlib searching another build's graph (e.g. clipserve's snapshot)
+        idx = hnswlib.Index(space="ip", dim=DIM)
+        t0 = time.perf_counter()
+        idx.load_index(args.load_graph)
+        out.update({"n": idx.get_current_count(), "reopen_s": time.perf_counter() - t0,
+                    "graph": args.load_graph, "build_note": "graph not built here (loaded)"})
+    elif os.path.exists(path) and os.path.exists(meta_path):
         with open(meta_path) as f:
             out.update(json.load(f))
         t0 = time.perf_counter()
@@ -138,10 +144,13 @@ def peer(args):
             print(json.dumps(out))
             return
 
+    # clipserve's labels are SQLite rows: base vector j was inserted as row j + 1.
+    shift = 1 if args.load_graph else 0
+
     def search(q, ef, threads):
         if args.engine == "hnswlib":
             idx.set_ef(ef)
-            return idx.knn_query(q, k=K, num_threads=threads)[0]
+            return idx.knn_query(q, k=K, num_threads=threads)[0].astype(np.int64) - shift
         faiss.omp_set_num_threads(threads)
         idx.hnsw.efSearch = ef
         return idx.search(q, K)[1]
@@ -287,6 +296,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--storage", default="fp32", help="clipserve's vectorStorage: fp32, fp16, int8")
     ap.add_argument("--build-only", action="store_true", help="peer: build and cache, no search")
+    ap.add_argument("--load-graph", default="", help="peer hnswlib: search this hnswlib file instead")
     ap.add_argument("--build-note", default="", help="peer: how the build ran (kept with its time)")
     args = ap.parse_args()
     {"gen": gen, "peer": peer, "run": run, "report": report}[args.cmd](args)

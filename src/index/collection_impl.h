@@ -49,6 +49,7 @@ struct Collection::Impl {
     std::unique_ptr<index::Db> db;
     ~Reader() {
       if (db) {
+        db->reset_cached();
         std::lock_guard<std::mutex> lock(impl->pool_mu);
         impl->pool.push_back(std::move(db));
       }

@@ -5,11 +5,19 @@
 #if defined(__SANITIZE_ADDRESS__) && !defined(NO_MANUAL_VECTORIZATION)
 #define NO_MANUAL_VECTORIZATION
 #endif
+#include <fcntl.h>
 #include <hnswlib/hnswlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <mutex>
 #include <queue>
 
 #include "core/check.h"
@@ -67,41 +75,134 @@ class CodeSpace : public hnswlib::SpaceInterface<float> {
   DistanceFn fn_ = nullptr;
 };
 
-// hnswlib's loader trusts the file (a failed load leaves the object impossible to destroy):
-// check the header and the link-list layout against what this collection would write first.
-void check_snapshot(const std::string& path, size_t data, int m) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) CS_THROW(kIo, "cannot read ", path);
-  const auto file_size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0);
-  size_t off0 = 0, max_el = 0, count = 0, per_el = 0, label_off = 0, data_off = 0, max_m = 0,
-         max_m0 = 0, mm = 0, efc = 0;
+// A snapshot read and checked before anything is handed to hnswlib. hnswlib's own loader
+// trusts the file (a failed load leaves the object impossible to destroy) and walks it with a
+// seek and two tellg per element (millions of syscalls at 1M vectors): this reads the level-0
+// block in one go and the link lists in one buffer, checks the layout against what this
+// collection would write, then fills the HierarchicalNSW fields as loadIndex does.
+struct Snapshot {
+  size_t max_el = 0, count = 0, per_el = 0, label_off = 0, data_off = 0, max_m = 0, max_m0 = 0,
+         mm = 0, efc = 0;
   int max_level = 0;
   hnswlib::tableint entry = 0;
   double mult = 0;
-  auto rd = [&](auto& v) { in.read(reinterpret_cast<char*>(&v), sizeof(v)); };
-  rd(off0), rd(max_el), rd(count), rd(per_el), rd(label_off), rd(data_off), rd(max_level);
-  rd(entry), rd(max_m), rd(max_m0), rd(mm), rd(mult), rd(efc);
-  const size_t links0 = max_m0 * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
-  const bool header_ok = in && off0 == 0 && mm == static_cast<size_t>(m) && max_m == mm &&
-                         max_m0 == 2 * mm && data_off == links0 && label_off == links0 + data &&
-                         per_el == label_off + sizeof(hnswlib::labeltype) && count <= max_el &&
-                         count < (1ull << 32) && (count == 0 || entry < count) && max_level >= -1 &&
-                         max_level < 64;
+  // The whole file mapped copy-on-write (MAP_PRIVATE): the level-0 block is used in place
+  // (no copy, pages come from the page cache as searches touch them); writes stay private.
+  void* map = MAP_FAILED;
+  size_t map_len = 0;
+  char* level0 = nullptr;       // count * per_el bytes inside the mapping
+  const char* links = nullptr;  // per element: uint32 size, then size bytes
+  size_t links_len = 0;
+  ~Snapshot() {
+    if (map != MAP_FAILED) ::munmap(map, map_len);
+  }
+};
+
+std::unique_ptr<Snapshot> read_snapshot(const std::string& path, size_t data, int m) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) CS_THROW(kIo, "cannot read ", path, ": ", std::strerror(errno));
+  struct stat st {};
+  auto sn = std::make_unique<Snapshot>();
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+    sn->map_len = static_cast<size_t>(st.st_size);
+    sn->map = ::mmap(nullptr, sn->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  }
+  ::close(fd);
+  if (sn->map == MAP_FAILED) CS_THROW(kIo, "cannot map ", path);
+  const auto file_size = static_cast<uint64_t>(sn->map_len);
+  const char* base = static_cast<const char*>(sn->map);
+  size_t off = 0, off0 = 0;
+  auto rd = [&](auto& v) {
+    if (off + sizeof(v) > file_size) CS_THROW(kIo, path, ": truncated snapshot");
+    std::memcpy(&v, base + off, sizeof(v));
+    off += sizeof(v);
+  };
+  rd(off0), rd(sn->max_el), rd(sn->count), rd(sn->per_el), rd(sn->label_off), rd(sn->data_off);
+  rd(sn->max_level), rd(sn->entry), rd(sn->max_m), rd(sn->max_m0), rd(sn->mm), rd(sn->mult);
+  rd(sn->efc);
+  const size_t header = off;
+  const size_t links0 = sn->max_m0 * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  const bool header_ok =
+      off0 == 0 && sn->mm == static_cast<size_t>(m) && sn->max_m == sn->mm &&
+      sn->max_m0 == 2 * sn->mm && sn->data_off == links0 && sn->label_off == links0 + data &&
+      sn->per_el == sn->label_off + sizeof(hnswlib::labeltype) && sn->count <= sn->max_el &&
+      sn->count < (1ull << 32) && (sn->count == 0 || sn->entry < sn->count) &&
+      sn->max_level >= -1 && sn->max_level < 64 &&
+      header + static_cast<uint64_t>(sn->count) * sn->per_el <= file_size;
   if (!header_ok) CS_THROW(kIo, path, ": not a snapshot of this collection (header)");
-  const size_t links = max_m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
-  uint64_t pos = static_cast<uint64_t>(in.tellg()) + static_cast<uint64_t>(count) * per_el;
-  for (size_t i = 0; i < count; ++i) {
+  const size_t level0_bytes = sn->count * sn->per_el;
+  sn->level0 = static_cast<char*>(sn->map) + header;
+  sn->links = base + header + level0_bytes;
+  sn->links_len = file_size - header - level0_bytes;
+  ::madvise(sn->map, sn->map_len, MADV_WILLNEED);  // read ahead while the links are parsed
+  const size_t links = sn->max_m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  size_t pos = 0;
+  for (size_t i = 0; i < sn->count; ++i) {
     unsigned int n = 0;
-    if (pos + sizeof(n) > file_size) CS_THROW(kIo, path, ": truncated snapshot");
-    in.seekg(static_cast<std::streamoff>(pos));
-    rd(n);
-    if (!in || n % links != 0 || n / links > static_cast<size_t>(max_level)) {
+    if (pos + sizeof(n) > sn->links_len) CS_THROW(kIo, path, ": truncated snapshot");
+    std::memcpy(&n, sn->links + pos, sizeof(n));
+    if (n % links != 0 || n / links > static_cast<size_t>(std::max(sn->max_level, 0)) ||
+        pos + sizeof(n) + n > sn->links_len) {
       CS_THROW(kIo, path, ": corrupt snapshot (element ", i, ")");
     }
     pos += sizeof(n) + n;
   }
-  if (pos != file_size) CS_THROW(kIo, path, ": snapshot size does not match its contents");
+  if (pos != sn->links_len) CS_THROW(kIo, path, ": snapshot size does not match its contents");
+  return sn;
+}
+
+// Moves a checked snapshot into an empty HierarchicalNSW (the fields loadIndex sets).
+void install(Hnsw& h, Snapshot& sn, hnswlib::SpaceInterface<float>* space) {
+  h.offsetLevel0_ = 0;
+  h.max_elements_ = sn.count;  // the mapping holds exactly these (reserve() grows a copy)
+  h.cur_element_count = sn.count;
+  h.size_data_per_element_ = sn.per_el;
+  h.label_offset_ = sn.label_off;
+  h.offsetData_ = sn.data_off;
+  h.maxlevel_ = sn.max_level;
+  h.enterpoint_node_ = sn.entry;
+  h.maxM_ = sn.max_m;
+  h.maxM0_ = sn.max_m0;
+  h.M_ = sn.mm;
+  h.mult_ = sn.mult;
+  h.ef_construction_ = sn.efc;
+  h.data_size_ = space->get_data_size();
+  h.fstdistfunc_ = space->get_dist_func();
+  h.dist_func_param_ = space->get_dist_func_param();
+  h.size_links_per_element_ =
+      sn.max_m * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  h.size_links_level0_ = sn.max_m0 * sizeof(hnswlib::tableint) + sizeof(hnswlib::linklistsizeint);
+  std::vector<std::mutex>(h.max_elements_).swap(h.link_list_locks_);
+  std::vector<std::mutex>(Hnsw::max_update_element_locks).swap(h.link_list_update_locks_);
+  h.element_levels_ = std::vector<int>(h.max_elements_);
+  h.linkLists_ =
+      static_cast<char**>(std::calloc(std::max<size_t>(1, h.max_elements_), sizeof(void*)));
+  if (!h.linkLists_) CS_THROW(kIo, "out of memory for the snapshot's links");
+  h.data_level0_memory_ = sn.level0;  // owned by the mapping (HnswIndex unmaps it)
+  h.visited_list_pool_ = new hnswlib::VisitedListPool(1, h.max_elements_);
+  h.revSize_ = 1.0 / h.mult_;
+  h.ef_ = 10;
+  h.num_deleted_ = 0;
+  h.label_lookup_.reserve(sn.count);
+  size_t pos = 0;
+  for (size_t i = 0; i < sn.count; ++i) {
+    const auto id = static_cast<hnswlib::tableint>(i);
+    h.label_lookup_[h.getExternalLabel(id)] = id;
+    unsigned int n = 0;
+    std::memcpy(&n, sn.links + pos, sizeof(n));
+    pos += sizeof(n);
+    if (n == 0) {
+      h.element_levels_[i] = 0;
+      h.linkLists_[i] = nullptr;
+    } else {
+      h.element_levels_[i] = static_cast<int>(n / h.size_links_per_element_);
+      h.linkLists_[i] = static_cast<char*>(std::malloc(n));
+      if (!h.linkLists_[i]) CS_THROW(kIo, "out of memory for the snapshot's links");
+      std::memcpy(h.linkLists_[i], sn.links + pos, n);
+      pos += n;
+    }
+    if (h.isMarkedDeleted(id)) h.num_deleted_ += 1;
+  }
 }
 
 // Keeps the k best (score desc, label asc on ties).
@@ -148,22 +249,27 @@ class HnswIndex : public VectorIndex {
                                    p.m, p.ef_construction);
   }
   HnswIndex(const HnswParams& p, const std::string& path) : p_(p), space_(p.dim, p.storage) {
-    check_snapshot(path, space_.get_data_size(), p.m);
+    auto sn = read_snapshot(path, space_.get_data_size(), p.m);  // throws before hnswlib sees it
+    // The empty constructor leaves every field to the loader (install sets them all).
+    hnsw_ = std::make_unique<Hnsw>(&space_);
     try {
-      // hnswlib 0.6.2's loading constructor leaves num_deleted_ uninitialized before
-      // counting into it: construct empty, zero it, then load.
-      hnsw_ = std::make_unique<Hnsw>(&space_);
-      hnsw_->num_deleted_ = 0;
-      hnsw_->loadIndex(path, &space_);
+      install(*hnsw_, *sn, &space_);
       hnsw_->ef_ = 64;
-    } catch (const std::exception& e) {
-      (void)hnsw_.release();  // half-loaded: leaking beats freeing uninitialized pointers
-      CS_THROW(kIo, path, ": ", e.what());
+    } catch (...) {
+      (void)hnsw_.release();  // half-installed: leaking beats freeing uninitialized pointers
+      throw;
     }
-    if (hnsw_->data_size_ != space_.get_data_size()) {
-      CS_THROW(kIo, path, ": snapshot dimension or vector storage differs from the collection's");
+    map_ = sn->map, map_len_ = sn->map_len;
+    sn->map = MAP_FAILED;  // the index owns the mapping now
+  }
+  ~HnswIndex() override {
+    if (map_ != MAP_FAILED && hnsw_) {
+      hnsw_->data_level0_memory_ = nullptr;  // hnswlib would free() it
+      ::munmap(map_, map_len_);
     }
   }
+  HnswIndex(const HnswIndex&) = delete;
+  HnswIndex& operator=(const HnswIndex&) = delete;
 
   void add(int64_t label, const float* unit) override {
     hnsw_->addPoint(code(unit), static_cast<hnswlib::labeltype>(label));
@@ -222,6 +328,16 @@ class HnswIndex : public VectorIndex {
   }
   int64_t deleted() const override { return static_cast<int64_t>(hnsw_->num_deleted_); }
   void reserve(int64_t n) override {
+    if (static_cast<size_t>(n) > hnsw_->max_elements_ && map_ != MAP_FAILED) {
+      // hnswlib grows level 0 with realloc: give it a malloc'd copy of the mapped block.
+      const size_t bytes = hnsw_->max_elements_ * hnsw_->size_data_per_element_;
+      char* copy = static_cast<char*>(std::malloc(std::max<size_t>(1, bytes)));
+      if (!copy) CS_THROW(kIo, "out of memory growing the vector index");
+      std::memcpy(copy, hnsw_->data_level0_memory_, bytes);
+      hnsw_->data_level0_memory_ = copy;
+      ::munmap(map_, map_len_);
+      map_ = MAP_FAILED;
+    }
     if (static_cast<size_t>(n) > hnsw_->max_elements_) {
       hnsw_->resizeIndex(std::max(static_cast<size_t>(n), hnsw_->max_elements_ * 2));
     }
@@ -245,6 +361,8 @@ class HnswIndex : public VectorIndex {
   HnswParams p_;
   CodeSpace space_;
   std::unique_ptr<Hnsw> hnsw_;
+  void* map_ = MAP_FAILED;  // the snapshot mapping level 0 lives in, until reserve() copies it
+  size_t map_len_ = 0;
 };
 
 }  // namespace

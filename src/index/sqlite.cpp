@@ -39,6 +39,10 @@ Db::~Db() {
   sqlite3_close_v2(db_);
 }
 
+void Db::reset_cached() const {
+  for (auto& [sql, st] : cache_) st->reset();
+}
+
 Stmt& Db::cached(const std::string& sql) const {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {

@@ -34,6 +34,9 @@ class Db {
   /// A statement prepared once per connection (at most 64 kept), reset and unbound. Not
   /// re-entrant: finish with one before asking for the same SQL again.
   Stmt& cached(const std::string& sql) const;
+  /// Resets every cached statement (ends their read transactions: a pooled connection must
+  /// not keep an old snapshot because a caller stopped stepping early, e.g. on a throw).
+  void reset_cached() const;
 
  private:
   sqlite3* db_ = nullptr;
