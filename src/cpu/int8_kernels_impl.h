@@ -7,25 +7,7 @@
 // rounds to nearest even (exact: -ffp-contract=off, no -ffast-math).
 inline float i8_round_even(float v) { return (v + 12582912.0f) - 12582912.0f; }
 
-// exp for x <= 0: 2^n * p(r), degree-7 Taylor on |r| <= ln2/2 (as kernels_impl.h's exp_neg).
-inline float i8_exp_neg(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float t = x * 1.44269504088896341f + 12582912.0f;
-  const float n = t - 12582912.0f;
-  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
-  float p = 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
-}
+#include "cpu/row_math_impl.h"  // exp_neg, layer_norm_stats
 
 // GELU with erf from Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7): 0.5 x (1 + erf(x/sqrt2)).
 inline float i8_gelu(float x) {
@@ -37,44 +19,22 @@ inline float i8_gelu(float x) {
   p = p * t + 1.421413741f;
   p = p * t - 0.284496736f;
   p = p * t + 0.254829592f;
-  const float e = 1.0f - p * t * i8_exp_neg(-az * az);
+  const float e = 1.0f - p * t * exp_neg(-az * az);
   return 0.5f * x * (1.0f + (z < 0.0f ? -e : e));
 }
 
 // QuickGELU x * sigmoid(1.702 x), the exponential always of a non-positive argument.
 inline float i8_quick_gelu(float x) {
   const float z = 1.702f * x;
-  const float e = i8_exp_neg(z < 0.0f ? z : -z);
+  const float e = exp_neg(z < 0.0f ? z : -z);
   return x * (z < 0.0f ? e / (1.0f + e) : 1.0f / (1.0f + e));
 }
 
 // LayerNorm of one row, the arithmetic of kernels_impl.h's layer_norm_impl (float output).
 inline void i8_layer_norm_row(const float* xr, int width, const float* gamma, const float* beta,
                               float* yr) {
-  constexpr int kLanes = 16;
-  float s[kLanes] = {};
-  int i = 0;
-  for (; i + kLanes <= width; i += kLanes) {
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) s[l] += xr[i + l];
-  }
-  double sum = 0;
-  for (int l = 0; l < kLanes; ++l) sum += s[l];
-  for (; i < width; ++i) sum += xr[i];
-  const float mean = static_cast<float>(sum / width);
-  float v[kLanes] = {};
-  i = 0;
-  for (; i + kLanes <= width; i += kLanes) {
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) {
-      const float d = xr[i + l] - mean;
-      v[l] += d * d;
-    }
-  }
-  double var = 0;
-  for (int l = 0; l < kLanes; ++l) var += v[l];
-  for (; i < width; ++i) var += double(xr[i] - mean) * (xr[i] - mean);
-  const float inv = static_cast<float>(1.0 / std::sqrt(var / width + 1e-5));
+  float mean, inv;
+  layer_norm_stats(xr, width, mean, inv);
 #pragma omp simd
   for (int c = 0; c < width; ++c) yr[c] = (xr[c] - mean) * inv * gamma[c] + beta[c];
 }
