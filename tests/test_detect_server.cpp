@@ -13,6 +13,7 @@
 #include "owlvit_testing.h"
 #include "server/codec.h"
 #include "server/server.h"
+#include "server_testing.h"
 #include "testing.h"
 
 namespace clipserve {
@@ -20,30 +21,18 @@ namespace {
 
 using json = nlohmann::json;
 
-class DetectServer : public ::testing::Test {
+// The shared server fixture (server_testing.h: hash-encoder engine, free port), with a
+// detector on the compact OWL-ViT checkpoint behind POST /detect.
+class DetectServer : public ServerTest {
  protected:
   void SetUp() override {
     images_ = test::data_dir() + "/owlvit";
     DetectorOptions dopt;
     dopt.max_batch = 2;
     detector_ = Detector::load(test::compact_model_dir(), dopt);
-    engine_ = Engine::create(std::make_unique<test::HashEncoder>(), test::fake_frontends(), {});
-    engine_->warm_up();
     server::ServerOptions so;
-    so.port = 0;
     so.detector = detector_.get();
-    server_ = std::make_unique<server::Server>(*engine_, so);
-    port_ = server_->bind();
-    thread_ = std::thread([this] { server_->run(); });
-  }
-  void TearDown() override {
-    if (server_) server_->stop();
-    if (thread_.joinable()) thread_.join();
-  }
-  httplib::Client client() {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(60, 0);
-    return c;
+    start({}, so);
   }
   std::string image(const std::string& name) {
     const auto b = read_file_bytes(images_ + "/" + name);
@@ -62,10 +51,6 @@ class DetectServer : public ::testing::Test {
 
   std::string images_;
   std::unique_ptr<Detector> detector_;
-  std::unique_ptr<Engine> engine_;
-  std::unique_ptr<server::Server> server_;
-  std::thread thread_;
-  int port_ = 0;
 };
 
 TEST_F(DetectServer, JsonRawAndMultipart) {
@@ -134,10 +119,10 @@ TEST_F(DetectServer, JsonOptionsAsNumbers) {
     EXPECT_GE(got["detections"][i - 1]["score"].get<float>(),
               got["detections"][i]["score"].get<float>());
   }
-  r = client().Post("/detect",
-                    R"({"image": ")" + server::base64_encode(tb) +
-                        R"(", "queries": ["a"], "top_k": 2.5})",
-                    "application/json");
+  r = client().Post(
+      "/detect",
+      R"({"image": ")" + server::base64_encode(tb) + R"(", "queries": ["a"], "top_k": 2.5})",
+      "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400) << r->body;
   EXPECT_NE(r->body.find("top_k"), std::string::npos) << r->body;

@@ -134,8 +134,9 @@ DetectRequest parse(const httplib::Request& req) {
         CS_CHECK_ARG(body[k].is_number(), "'", k, "' must be a number");
         // Integers as integers ("5", not "5.000000": top_k is parsed as one); other numbers
         // with every digit they carry.
-        apply_option(r, k, body[k].is_number_integer() ? std::to_string(body[k].get<int64_t>())
-                                                       : body[k].dump());
+        apply_option(
+            r, k,
+            body[k].is_number_integer() ? std::to_string(body[k].get<int64_t>()) : body[k].dump());
       }
     }
     for (const char* k : {"clip_boxes", "sort", "truncate"}) {
