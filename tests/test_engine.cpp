@@ -11,6 +11,7 @@
 #include "clipserve/engine.h"
 #include "clipserve/image.h"
 #include "clipserve/tokenizer.h"
+#include "core/compute_thread.h"
 #include "engine/metrics.h"
 #include "engine_testing.h"
 
@@ -512,6 +513,25 @@ TEST(EngineTinyModel, EmbeddingsMatchTheLibrary) {
   EXPECT_GE(test::cosine({t.row(0), size_t(dim)}, unit(want_t)), 0.99999);
   auto raw = engine->embed_images({ImageInput::preprocessed(px)}, /*normalize=*/false);
   EXPECT_LE(test::max_abs_diff({raw.row(0), size_t(dim)}, want_i), 1e-5f);
+}
+
+// Encoder calls from any thread run on the compute thread (core/compute_thread.h): callers
+// never open OpenMP pools of their own, which would make libgomp stop spinning between
+// parallel regions (a text query 2-3x slower).
+TEST(EngineTinyModel, EncoderCallsShareOneOpenMpPool) {
+  if (!compute_thread_enabled()) GTEST_SKIP() << "CLIPSERVE_COMPUTE_THREAD=off";
+  EncoderOptions eo;
+  eo.threads = 2;
+  auto enc = Encoder::load(test::tiny_model_dir(), eo);
+  const int s = enc->config().vision.image_size, dim = enc->embed_dim();
+  const auto ids = Tokenizer::get().encode("a photo of a dog.").ids;
+  auto call = [&] {
+    std::vector<float> px(3L * s * s, 0.1f), out(2 * dim);
+    enc->encode_images(px.data(), 1, out.data());
+    enc->encode_texts({ids, ids}, out.data());
+  };
+  call();  // the compute thread and its pool exist from here on
+  EXPECT_EQ(test::threads_left_by_callers(3, call), 0);
 }
 
 TEST(EngineTinyModel, ClassifyMatchesOpenClipRecipeOnLibraryFeatures) {

@@ -3,6 +3,7 @@
 // image-guided detection, the Detector, and --draw pictures.
 #include <zlib.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "clipserve/detect.h"
 #include "clipserve/error.h"
 #include "clipserve/image.h"
+#include "core/compute_thread.h"
 #include "core/file.h"
 #include "core/npy.h"
 #include "image/decode.h"
@@ -230,6 +232,24 @@ TEST_P(OwlVitCompactBackends, ForwardPostprocessImageGuided) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, OwlVitCompactBackends, ::testing::Values("reference", "cpu"));
+
+// Detector calls from any thread run the towers and heads on the compute thread: the callers
+// open no OpenMP pools of their own (core/compute_thread.h).
+TEST(OwlVitCompact, DetectorCallsShareOneOpenMpPool) {
+  if (!compute_thread_enabled()) GTEST_SKIP() << "CLIPSERVE_COMPUTE_THREAD=off";
+  const Golden g = compact_golden();
+  DetectorOptions opt;
+  opt.threads = 2;
+  auto det = Detector::load(g.model, opt);
+  const MappedFile img(g.images + "/n03804744_nail.JPEG");
+  std::atomic<int> serial{0};
+  auto call = [&] {
+    // A new query each time (text tower + class head) on a cached image.
+    det->detect(img.bytes(), {"query " + std::to_string(serial++)}, DetectParams{}, "nail");
+  };
+  call();
+  EXPECT_EQ(test::threads_left_by_callers(3, call), 0);
+}
 
 TEST(OwlVitCompact, DetectorEndToEnd) {
   const Golden g = compact_golden();

@@ -8,6 +8,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+#include <vector>
 
 namespace clipserve::test {
 
@@ -96,6 +100,36 @@ float max_abs(std::span<const float> a) {
   float m = 0;
   for (float x : a) m = std::max(m, std::fabs(x));
   return m;
+}
+
+int process_threads() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  ADD_FAILURE() << "no Threads: line in /proc/self/status";
+  return -1;
+}
+
+int threads_left_by_callers(int n, const std::function<void()>& call) {
+  const int before = process_threads();
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  std::vector<std::promise<void>> done(n);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < n; ++i) {
+    callers.emplace_back([&, i] {
+      call();
+      done[i].set_value();
+      gate.wait();
+    });
+  }
+  for (auto& d : done) d.get_future().wait();
+  const int during = process_threads();
+  release.set_value();
+  for (auto& t : callers) t.join();
+  return during - before - n;
 }
 
 }  // namespace clipserve::test

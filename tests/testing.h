@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -29,6 +30,14 @@ std::string digest_hex(std::string_view data, const EVP_MD* md);
 double cosine(std::span<const float> a, std::span<const float> b);
 float max_abs_diff(std::span<const float> a, std::span<const float> b);
 float max_abs(std::span<const float> a);
+
+/// The process's OS threads now (/proc/self/status), e.g. to count OpenMP pools.
+int process_threads();
+
+/// Runs `call` on `n` new threads at once and returns how many OS threads the process had
+/// while they were all still alive after their calls, minus those n: the threads the calls
+/// left behind (each caller thread that opens its own OpenMP pool leaves its workers).
+int threads_left_by_callers(int n, const std::function<void()>& call);
 
 }  // namespace clipserve::test
 

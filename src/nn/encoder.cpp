@@ -1,9 +1,11 @@
-// Encoder (include/clipserve/encoder.h): a model directory loaded onto one backend.
+// Encoder (include/clipserve/encoder.h): a model directory loaded onto one backend, every
+// backend call on the process's compute thread.
 #include "clipserve/encoder.h"
 
 #include <cmath>
 
 #include "core/check.h"
+#include "core/compute_thread.h"
 #include "model/model_dir.h"
 #include "nn/backend.h"
 
@@ -21,11 +23,12 @@ class BackendEncoder final : public Encoder {
   void encode_images(const float* pixels, int n, float* out) override {
     CS_CHECK_ARG(n >= 0, "encode_images: negative batch size ", n);
     CS_CHECK_ARG(n == 0 || (pixels != nullptr && out != nullptr), "encode_images: null buffer");
-    backend_->encode_images(pixels, n, out);
+    run_on_compute_thread([&] { backend_->encode_images(pixels, n, out); });
   }
   void encode_texts(const std::vector<std::vector<int32_t>>& ids, float* out) override {
     CS_CHECK_ARG(ids.empty() || out != nullptr, "encode_texts: null output buffer");
-    backend_->encode_texts(ids, out);
+    // Texts first: a query waits for the running call only, not for queued image batches.
+    run_on_compute_thread([&] { backend_->encode_texts(ids, out); }, ComputePriority::kHigh);
   }
 
  private:
@@ -41,7 +44,9 @@ std::unique_ptr<Encoder> Encoder::load(const std::string& model_dir, const Encod
   nn::BackendOptions bo;
   bo.precision = opt.precision;
   bo.threads = opt.threads;
-  auto backend = nn::make_backend(opt.backend, m.config, weights, bo);
+  // Built where it will run: weight packing opens parallel regions too (compute_thread.h).
+  std::unique_ptr<nn::Backend> backend;
+  run_on_compute_thread([&] { backend = nn::make_backend(opt.backend, m.config, weights, bo); });
   // open_clip: logit_scale.exp() in float32.
   const float scale = std::exp(weights->at("logit_scale").data[0]);
   return std::make_unique<BackendEncoder>(std::move(backend), scale);

@@ -1,5 +1,6 @@
 // Detector (include/clipserve/detect.h): OWL-ViT towers on one backend behind the engine's
 // batcher, the heads per image, query and image-feature caches, warm-up, post-processing.
+// Every backend and head call runs on the process's compute thread (core/compute_thread.h).
 
 #include <atomic>
 #include <chrono>
@@ -10,6 +11,7 @@
 #include "clipserve/image.h"
 #include "clipserve/tokenizer.h"
 #include "core/check.h"
+#include "core/compute_thread.h"
 #include "core/digest.h"
 #include "engine/batcher.h"
 #include "engine/lru_cache.h"
@@ -70,7 +72,7 @@ struct Detector::Impl {
     nn::BackendOptions bo;
     bo.precision = o.precision;
     bo.threads = o.threads;
-    backend = nn::make_backend(o.backend, model.config, towers, bo);
+    run_on_compute_thread([&] { backend = nn::make_backend(o.backend, model.config, towers, bo); });
     head_impl = o.backend == "reference" ? owlvit::HeadImpl::kReference : owlvit::HeadImpl::kFast;
     pre = PreprocessOptions::from(model.config.preprocess);
     pre.size = model.config.vision.image_size;
@@ -93,14 +95,22 @@ struct Detector::Impl {
       for (int i = 0; i < n; ++i)
         std::copy(batch[i].item->pixels.begin(), batch[i].item->pixels.end(),
                   pixels.begin() + i * px);
-      backend->encode_image_tokens(pixels.data(), n, hidden.data());
+      std::vector<std::shared_ptr<owlvit::ImageHeads>> out(n);
+      Clock::time_point run_start = started;
+      run_on_compute_thread([&] {
+        run_start = Clock::now();  // waiting for the compute thread counts as queueing
+        backend->encode_image_tokens(pixels.data(), n, hidden.data());
+        for (int i = 0; i < n; ++i) {
+          out[i] = std::make_shared<owlvit::ImageHeads>(
+              owlvit::run_image_heads(heads, hidden.data() + i * tok, head_impl));
+        }
+      });
       for (int i = 0; i < n; ++i) {
-        auto h = std::make_shared<owlvit::ImageHeads>(
-            owlvit::run_image_heads(heads, hidden.data() + i * tok, head_impl));
+        auto& h = out[i];
         ImageJob& job = *batch[i].item;
         *job.queue_ms =
-            std::chrono::duration<double, std::milli>(started - batch[i].enqueued).count();
-        *job.encode_ms = ms_since(started);
+            std::chrono::duration<double, std::milli>(run_start - batch[i].enqueued).count();
+        *job.encode_ms = ms_since(run_start);
         *job.batch = n;
         job.done.set_value(std::move(h));
       }
@@ -193,7 +203,8 @@ struct Detector::Impl {
     if (missing.empty()) return out;
     std::vector<float> raw(missing.size() * tw);
     const auto t1 = Clock::now();
-    batcher->call([&] { backend->encode_texts(ids, raw.data()); });
+    // Texts first on the compute thread: a query waits for the running call only.
+    run_on_compute_thread([&] { backend->encode_texts(ids, raw.data()); }, ComputePriority::kHigh);
     t.encode_ms += ms_since(t1);
     const std::vector<float> qe =
         owlvit::normalize_text_queries(raw.data(), static_cast<int>(missing.size()), tw);
@@ -227,32 +238,33 @@ void Detector::warm_up() {
   const ModelConfig& cfg = m.model.config;
   const long px = 3L * cfg.vision.image_size * cfg.vision.image_size;
   const long tok = static_cast<long>(cfg.vision.tokens()) * cfg.vision.width;
-  m.batcher->call([&] {
-    // Every batch size the batcher can form, with the heads (their GEMMs too).
-    for (int n = 1; n <= m.opt.max_batch; ++n) {
+  // One compute-thread call per shape, so other models' queries can run in between.
+  // Every batch size the batcher can form, with the heads (their GEMMs too).
+  for (int n = 1; n <= m.opt.max_batch; ++n) {
+    run_on_compute_thread([&] {
       std::vector<float> pixels(px * n, 0.0f), hidden(tok * n);
       m.backend->encode_image_tokens(pixels.data(), n, hidden.data());
       owlvit::ImageHeads h = owlvit::run_image_heads(m.heads, hidden.data(), m.head_impl);
       std::vector<float> q(cfg.text.width, 0.1f);
       owlvit::class_logits(h, q.data(), 1, nullptr, m.head_impl);
+    });
+  }
+  // Text batches: the cpu backend pads the packed rows to a multiple of 8, so one batch per
+  // multiple of 8 up to 32 queries of the full 16 tokens covers every shape.
+  const int ctx = cfg.text.context_length;
+  for (int total = 8; total <= 32 * ctx; total += 8) {
+    std::vector<std::vector<int32_t>> ids;
+    for (int left = total; left > 0;) {
+      const int len = std::min(left, ctx);
+      std::vector<int32_t> r(len, 320);
+      r.front() = Tokenizer::kStartToken;
+      if (len >= 2) r.back() = Tokenizer::kEndToken;
+      left -= len;
+      ids.push_back(std::move(r));
     }
-    // Text batches: the cpu backend pads the packed rows to a multiple of 8, so one batch per
-    // multiple of 8 up to 32 queries of the full 16 tokens covers every shape.
-    const int ctx = cfg.text.context_length;
-    for (int total = 8; total <= 32 * ctx; total += 8) {
-      std::vector<std::vector<int32_t>> ids;
-      for (int left = total; left > 0;) {
-        const int len = std::min(left, ctx);
-        std::vector<int32_t> r(len, 320);
-        r.front() = Tokenizer::kStartToken;
-        if (len >= 2) r.back() = Tokenizer::kEndToken;
-        left -= len;
-        ids.push_back(std::move(r));
-      }
-      std::vector<float> out(ids.size() * cfg.embed_dim);
-      m.backend->encode_texts(ids, out.data());
-    }
-  });
+    std::vector<float> out(ids.size() * cfg.embed_dim);
+    run_on_compute_thread([&] { m.backend->encode_texts(ids, out.data()); });
+  }
   m.ready = true;
 }
 
@@ -304,7 +316,10 @@ DetectionResult Detector::detect(std::span<const uint8_t> image,
   auto img = m.image_of(image, name, r.timings, &r.image_cached);
   const auto t1 = Clock::now();
   const int q = static_cast<int>(queries.size());
-  std::vector<float> logits = owlvit::class_logits(img->heads, qe.data(), q, nullptr, m.head_impl);
+  std::vector<float> logits;
+  run_on_compute_thread(
+      [&] { logits = owlvit::class_logits(img->heads, qe.data(), q, nullptr, m.head_impl); },
+      ComputePriority::kHigh);
   owlvit::PostprocessOptions po;
   po.threshold = params.threshold;
   po.image_width = img->width;
@@ -344,7 +359,10 @@ DetectionResult Detector::detect_by_example(std::span<const uint8_t> image,
       ex->heads.class_raw.data() + static_cast<long>(r.example_box_index) * tw, tw);
   auto img = m.image_of(image, name, r.timings, &r.image_cached);
   const auto t1 = Clock::now();
-  std::vector<float> logits = owlvit::class_logits(img->heads, qe.data(), 1, nullptr, m.head_impl);
+  std::vector<float> logits;
+  run_on_compute_thread(
+      [&] { logits = owlvit::class_logits(img->heads, qe.data(), 1, nullptr, m.head_impl); },
+      ComputePriority::kHigh);
   std::vector<owlvit::Detection> dets;
   if (params.image_guided_alpha) {
     dets = owlvit::postprocess_image_guided(
