@@ -15,6 +15,7 @@
 #include "core/digest.h"
 #include "engine/batcher.h"
 #include "engine/lru_cache.h"
+#include "engine/warmup_image.h"
 #include "model/owlvit_format.h"
 #include "nn/backend.h"
 #include "owlvit/heads.h"
@@ -238,6 +239,14 @@ void Detector::warm_up() {
   const ModelConfig& cfg = m.model.config;
   const long px = 3L * cfg.vision.image_size * cfg.vision.image_size;
   const long tok = static_cast<long>(cfg.vision.tokens()) * cfg.vision.width;
+  // The request path's first-use costs: the tokenizer's tables and a JPEG decoded and resized
+  // at the model's size (the first request paid ~40 ms for them).
+  (void)Tokenizer::get().encode("warm up", cfg.text.context_length);
+  try {
+    std::vector<float> scratch(px);
+    preprocess_image(engine::warmup_jpeg(), m.pre, scratch.data(), "warm-up");
+  } catch (...) {
+  }
   // One compute-thread call per shape, so other models' queries can run in between.
   // Every batch size the batcher can form, with the heads (their GEMMs too).
   for (int n = 1; n <= m.opt.max_batch; ++n) {
