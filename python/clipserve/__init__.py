@@ -13,6 +13,12 @@ Against a server (``clipserve serve``), with the same methods and exceptions::
     client = clipserve.Client("http://127.0.0.1:8080")
     img = client.encode_image(["cat.jpg"])
 
+Open-vocabulary detection (OWL-ViT), transformers' numbers::
+
+    det = clipserve.load_detector("google/owlvit-base-patch32")
+    for d in det.detect("kitchen.jpg", ["a red mug", "a cat"]):
+        print(d.label, d.score, d.box)                  # box: x0, y0, x1, y1 in pixels
+
 Errors derive from :class:`ClipserveError` (InvalidInput, NotFound, Overloaded, ...).
 """
 from ._errors import (ClipserveError, ConnectionFailed, InternalError, InvalidInput, IoError, NotFound,
@@ -20,12 +26,13 @@ from ._errors import (ClipserveError, ConnectionFailed, InternalError, InvalidIn
 from ._types import (Classification, Embeddings, LabelScore, LabelSet, ModelInfo,
                      StageTimings)
 from .client import Client
+from .detect import Detection, Detections, Detector, load_detector
 from .model import Model, imagenet_templates, load, simple_templates, tokenize
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "Model", "Client", "tokenize", "imagenet_templates", "simple_templates",
+    "load", "Model", "Client", "load_detector", "Detector", "Detection", "Detections", "tokenize", "imagenet_templates", "simple_templates",
     "Embeddings", "Classification", "LabelScore", "LabelSet", "ModelInfo", "StageTimings",
     "ClipserveError", "InvalidInput", "NotFound", "IoError", "Unsupported", "TooLarge",
     "Overloaded", "Unavailable", "Unauthorized", "InternalError", "ConnectionFailed",

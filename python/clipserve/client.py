@@ -15,12 +15,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _inputs
 from ._errors import ClipserveError, ConnectionFailed, Unsupported, error_for
+if TYPE_CHECKING:
+    from .detect import Detections
 from ._types import (Classification, Embeddings, LabelScore, LabelSet, ModelInfo,
                      StageTimings, encode_each, merge_timings)
 
@@ -254,6 +256,59 @@ class Client:
         tokenizer is the same for every CLIP model), with the server's context length."""
         from .model import tokenize
         return tokenize(texts, int(self._model_info().get("context_length", 77)))
+
+    # ---- detection (a server started with --detect-model) ----------------------------------
+    def _detect(self, req: Dict[str, Any]) -> "Detections":
+        from .detect import Detection, Detections
+        _, body, ms = self._request("POST", "/detect", req)
+        return Detections([Detection(d["label"], int(d["label_index"]), float(d["score"]),
+                                     tuple(float(v) for v in d["box"]))
+                           for d in body["detections"]],
+                          image_size=tuple(body["image_size"]), image_cached=body["image_cached"],
+                          truncated_queries=body.get("truncated_queries", ()),
+                          example_box_index=body.get("example_box_index", -1),
+                          timings=self._timings(body, ms))
+
+    @staticmethod
+    def _detect_options(req: Dict[str, Any], threshold: Optional[float], nms: Optional[float],
+                        top_k: Optional[int], sort: bool, clip_boxes: bool) -> Dict[str, Any]:
+        if threshold is not None:
+            req["threshold"] = float(threshold)
+        if nms is not None:
+            req["nms"] = float(nms)
+        if top_k:
+            req["top_k"] = int(top_k)
+        if sort:
+            req["sort"] = True
+        if clip_boxes:
+            req["clip_boxes"] = True
+        return req
+
+    def detect(self, image: Any, queries: Union[str, Sequence[str]], *, threshold: float = 0.1,
+               nms: Optional[float] = None, top_k: Optional[int] = None, sort: bool = False,
+               clip_boxes: bool = False, truncate: bool = False) -> "Detections":
+        """``clipserve.load_detector(...).detect`` over ``POST /detect`` (the server's
+        ``--detect-model``); the result has no ``logits`` / ``pred_boxes``."""
+        from .detect import _queries, detection_image
+        req = {"image": base64.b64encode(detection_image(image, "image")).decode("ascii"),
+               "queries": _queries(queries)}
+        if truncate:
+            req["truncate"] = True
+        return self._detect(self._detect_options(req, threshold, nms, top_k, sort, clip_boxes))
+
+    def detect_by_example(self, image: Any, example: Any, box: Optional[Sequence[float]] = None,
+                          *, threshold: float = 0.6, nms: float = 0.3,
+                          top_k: Optional[int] = None, sort: bool = False,
+                          clip_boxes: bool = False) -> "Detections":
+        """Image-guided detection over ``POST /detect`` (see ``Detector.detect_by_example``)."""
+        from .detect import detection_image
+        ex: Dict[str, Any] = {
+            "image": base64.b64encode(detection_image(example, "example")).decode("ascii")}
+        if box is not None:
+            ex["box"] = [float(v) for v in box]
+        req = {"image": base64.b64encode(detection_image(image, "image")).decode("ascii"),
+               "example": ex}
+        return self._detect(self._detect_options(req, threshold, nms, top_k, sort, clip_boxes))
 
     def preprocess(self, image: Any) -> np.ndarray:
         """Not available over HTTP (the server has no preprocess endpoint): raises Unsupported.

@@ -18,6 +18,7 @@
 
 #include "clipserve/engine.h"
 #include "clipserve/tokenizer.h"
+#include "convert.h"
 #include "core/check.h"
 #include "image_blob.h"
 
@@ -35,77 +36,6 @@ PyObject* error_class(ErrorCode c) {
   PyObject* cls = g_errors[static_cast<int>(c)];
   return cls ? cls : g_base_error;
 }
-
-py::dict timings_dict(const StageTimings& t) {
-  py::dict d;
-  d["decode_ms"] = t.decode_ms;
-  d["preprocess_ms"] = t.preprocess_ms;
-  d["queue_ms"] = t.queue_ms;
-  d["encode_ms"] = t.encode_ms;
-  d["postprocess_ms"] = t.postprocess_ms;
-  d["total_ms"] = t.total_ms;
-  d["batches"] = t.batches;
-  d["max_batch"] = t.max_batch;
-  return d;
-}
-
-// Zero-copy (n, dim) float32 array owning the embedding vector.
-py::array_t<float> to_array(std::vector<float>&& data, int n, int dim) {
-  auto* v = new std::vector<float>(std::move(data));
-  py::capsule owner(v, [](void* p) { delete static_cast<std::vector<float>*>(p); });
-  return py::array_t<float>(
-      {static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(dim)},
-      {static_cast<py::ssize_t>(dim * sizeof(float)), static_cast<py::ssize_t>(sizeof(float))},
-      v->data(), owner);
-}
-
-std::string utf8(py::handle s, const std::string& what) {
-  if (!PyUnicode_Check(s.ptr())) {
-    CS_THROW(kInvalidArgument, what, " must be a str, got ",
-             py::str(s.get_type().attr("__name__")).cast<std::string>());
-  }
-  Py_ssize_t n = 0;
-  const char* p = PyUnicode_AsUTF8AndSize(s.ptr(), &n);
-  if (!p) {
-    PyErr_Clear();
-    CS_THROW(kInvalidArgument, what, ": not encodable as UTF-8 (lone surrogate)");
-  }
-  return std::string(p, static_cast<size_t>(n));
-}
-
-std::vector<std::string> str_list(const py::sequence& seq, const char* field) {
-  std::vector<std::string> out;
-  out.reserve(seq.size());
-  for (size_t i = 0; i < seq.size(); ++i) {
-    out.push_back(utf8(seq[i], std::string(field) + "[" + std::to_string(i) + "]"));
-  }
-  return out;
-}
-
-// A C-contiguous view of a Python buffer (bytes, bytearray, memoryview, numpy array): a
-// strided view is refused rather than read past its end.
-class ContiguousBuffer {
- public:
-  ContiguousBuffer(py::handle obj, const std::string& what) {
-    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
-      PyErr_Clear();
-      CS_THROW(kInvalidArgument, what,
-               ": expected a contiguous buffer (bytes, bytearray, a C-contiguous array), got ",
-               py::str(obj.get_type().attr("__name__")).cast<std::string>());
-    }
-  }
-  ~ContiguousBuffer() { PyBuffer_Release(&view_); }
-  ContiguousBuffer(const ContiguousBuffer&) = delete;
-  ContiguousBuffer& operator=(const ContiguousBuffer&) = delete;
-  std::span<const uint8_t> bytes() const {
-    return {static_cast<const uint8_t*>(view_.buf), static_cast<size_t>(view_.len)};
-  }
-  std::string format() const { return view_.format ? view_.format : "B"; }
-  Py_ssize_t itemsize() const { return view_.itemsize; }
-
- private:
-  Py_buffer view_{};
-};
 
 py::tuple as_tuple(py::handle h, size_t n, const char* what) {
   CS_CHECK_ARG(py::isinstance<py::tuple>(h) && py::len(h) == n, "internal: ", what,
@@ -448,6 +378,7 @@ PYBIND11_MODULE(_clipserve, m) {
       .def("metrics_text", &PyEngine::metrics_text)
       .def("close", &PyEngine::close)
       .def_property_readonly("closed", &PyEngine::closed);
+  bind_detector(m);
   m.def("tokenize", &tokenize, py::arg("texts"), py::arg("context_length"));
   m.def("imagenet_templates", [] { return Engine::imagenet_templates(); });
   m.def("simple_templates", [] { return Engine::simple_templates(); });
