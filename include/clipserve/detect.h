@@ -24,8 +24,9 @@
 // (start and end included) are an error naming the query unless truncate_queries is set.
 //
 // Thread-safety: every member function may be called concurrently from any number of
-// threads. Images are decoded on the calling thread; the vision tower runs batches of up to
-// max_batch images from concurrent calls on one worker thread, which also encodes queries.
+// threads. Images are decoded on the calling thread and batched (up to max_batch images from
+// concurrent calls); the towers and heads run on the process's one compute thread, shared with
+// every Encoder, query texts before image batches.
 //
 // Errors: Error(kInvalidArgument) for bad images (naming `name`), empty or too long queries
 // (naming the query), bad parameters, and checkpoints that are not OWL-ViT v1 (unknown

@@ -9,7 +9,9 @@
 //
 // Outputs are the raw (unnormalized) features open_clip's encode_image / encode_text return.
 // Thread-safety: an Encoder is NOT thread-safe; use one per thread or the Engine (engine.h),
-// which serializes and batches requests.
+// which serializes and batches requests. Every backend call (weight packing in load(), each
+// encode) runs on the process's one compute thread (texts first), whichever thread calls, so
+// the process keeps one OpenMP thread pool (docs/backends.md, "One compute thread").
 #pragma once
 
 #include <cstdint>
