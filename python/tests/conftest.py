@@ -63,14 +63,15 @@ def cli_embed(tiny_dir, tmp_path_factory):
     return embed
 
 
-@pytest.fixture(scope="session")
-def server(tiny_dir):
-    """A real `clipserve serve` of the tiny model on a free loopback port: its base URL."""
-    proc = subprocess.Popen([CLI, "serve", "--model", str(tiny_dir), "--host", "127.0.0.1",
-                             "--port", "0", "--api-key", "test-key"],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+def serve(*args, api_key=None, timeout=60):
+    """Starts `clipserve serve ARGS` on a free loopback port; yields its base URL once ready,
+    then stops it (a generator for fixtures)."""
+    cmd = [CLI, "serve", *map(str, args), "--host", "127.0.0.1", "--port", "0"]
+    if api_key:
+        cmd += ["--api-key", api_key]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     url = None
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     lines = []
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
@@ -87,13 +88,19 @@ def server(tiny_dir):
     # Keep draining stderr so the server never blocks on a full pipe.
     import threading
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-    clipserve.Client(url, api_key="test-key").wait_ready(60)
+    clipserve.Client(url, api_key=api_key).wait_ready(timeout)
     yield url
     proc.terminate()
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tiny_dir):
+    """A real `clipserve serve` of the tiny model on a free loopback port: its base URL."""
+    yield from serve("--model", tiny_dir, api_key="test-key")
 
 
 def golden_tensor(u8_rgb, mean=(0.48145466, 0.4578275, 0.40821073),

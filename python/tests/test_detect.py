@@ -3,18 +3,16 @@
 type giving the same answer, the pipeline format, errors, and the HTTP client against a real
 `clipserve serve --detect-model`."""
 import json
-import re
 import shutil
 import subprocess
 import threading
-import time
 import zlib
 
 import numpy as np
 import pytest
 
 import clipserve
-from conftest import CLI, TEST_DATA
+from conftest import CLI, TEST_DATA, serve
 
 OWL = TEST_DATA / "owlvit"
 NAIL = OWL / "n03804744_nail.JPEG"
@@ -175,29 +173,8 @@ def test_closed_detector_refuses_calls(owl_dir):
 
 @pytest.fixture(scope="module")
 def detect_server(tiny_dir, owl_dir):
-    proc = subprocess.Popen([CLI, "serve", "--model", str(tiny_dir), "--detect-model",
-                             str(owl_dir), "--host", "127.0.0.1", "--port", "0"],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    url, lines = None, []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        pytest.fail("server did not start: " + "".join(lines))
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    c = clipserve.Client(url)
-    c.wait_ready(120)
-    yield c
-    proc.terminate()
-    proc.wait(30)
+    for url in serve("--model", tiny_dir, "--detect-model", owl_dir, timeout=120):
+        yield clipserve.Client(url)
 
 
 def test_client_detect_matches_in_process(det, detect_server):
