@@ -60,6 +60,14 @@ class Detections(List[Detection]):
         self.logits = logits
         self.pred_boxes = pred_boxes
 
+    def as_transformers(self) -> Dict[str, np.ndarray]:
+        """What ``processor.post_process_object_detection(outputs, threshold,
+        target_sizes)[0]`` returns, as numpy: ``{"scores": (K,) float32, "labels": (K,) int64,
+        "boxes": (K, 4) float32 x0 y0 x1 y1}`` in this list's order."""
+        return {"scores": np.array([d.score for d in self], dtype=np.float32),
+                "labels": np.array([d.label_index for d in self], dtype=np.int64),
+                "boxes": np.array([d.box for d in self], dtype=np.float32).reshape(-1, 4)}
+
     def __repr__(self) -> str:
         return (f"Detections({list.__repr__(self)}, image_size={self.image_size}, "
                 f"image_cached={self.image_cached})")

@@ -55,6 +55,11 @@ def test_detect_matches_transformers(det, owl_dir, threshold):
     r = det.detect(NAIL, QUERIES, threshold=threshold)
     assert r.image_size == (183, 280)
     expect_golden(r, threshold)
+    t = r.as_transformers()  # post_process_object_detection's dict, as numpy
+    want = GOLDENS["object_detection"]["n03804744_nail.JPEG/q2"]["results"][f"{threshold:g}"]
+    np.testing.assert_allclose(t["scores"], want["scores"], atol=1e-5)
+    np.testing.assert_array_equal(t["labels"], want["labels"])
+    np.testing.assert_allclose(t["boxes"], np.asarray(want["boxes_xyxy"]).reshape(-1, 4), atol=1e-2)
     assert r.logits.shape == (det.info["boxes"], 2) and r.logits.dtype == np.float32
     assert r.pred_boxes.shape == (det.info["boxes"], 4)
     # The CLI prints the same detections (transformers' order and semantics).
