@@ -2,7 +2,8 @@
 // with the GEMM floor), and the Detector end to end: first request after ready vs steady
 // state, and a new query on a cached image; the text tower for new queries (case text) beside
 // its weight-streaming bound (text weight bytes / measured memory read bandwidth) and the
-// class head alone. One JSON line per case on stdout.
+// class head alone, and each precision's query embeddings vs fp32 (case text_accuracy). One
+// JSON line per case on stdout.
 //
 //   build/bench/bench_detect --model DIR --image F [--precision fp32,bf16] [--batch 1,4]
 //                            [--threads 2] [--iters 5] [--cases backend,detector,text]
@@ -19,6 +20,7 @@
 
 #include "clipserve/detect.h"
 #include "clipserve/image.h"
+#include "clipserve/tokenizer.h"
 #include "core/compute_thread.h"
 #include "core/file.h"
 #include "model/owlvit_format.h"
@@ -100,13 +102,27 @@ std::vector<int32_t> query_ids(int tokens, int salt) {
   return r;
 }
 
+// Normalized query embeddings of 30 real queries (10 objects x 3 phrasings), to compare the
+// precisions' text towers with fp32.
+std::vector<float> accuracy_queries(clipserve::nn::Backend& be, int width) {
+  std::vector<std::vector<int32_t>> ids;
+  for (const char* w : {"cat", "dog", "red mug", "car", "person", "tree", "bicycle",
+                        "traffic light", "spoon", "laptop"}) {
+    for (const char* t : {"a photo of a ", "", "an image of a "})
+      ids.push_back(clipserve::Tokenizer::get().encode(std::string(t) + w, 16).ids);
+  }
+  std::vector<float> raw(ids.size() * width);
+  be.encode_texts(ids, raw.data());
+  return clipserve::owlvit::normalize_text_queries(raw.data(), static_cast<int>(ids.size()), width);
+}
+
 // The text tower's cost for new queries: encode_texts over `q` queries of `tokens` ids each,
 // its GEMM-only floor, and the weight bytes it streams (all text blocks' linear layers).
 void bench_text(const clipserve::ModelConfig& cfg,
                 const std::shared_ptr<const clipserve::WeightMap>& towers,
                 const clipserve::owlvit::HeadWeights& heads, const float* hidden,
                 const std::string& model, const std::string& prec, int threads, int iters,
-                double bw_weights, double bw_dram) {
+                double bw_weights, double bw_dram, const std::vector<float>& fp32_queries) {
   clipserve::nn::BackendOptions bo;
   bo.precision = prec;
   bo.threads = threads;
@@ -117,6 +133,25 @@ void bench_text(const clipserve::ModelConfig& cfg,
   const double weight_mb = params * bytes_per / 1e6;
   const auto img =
       clipserve::owlvit::run_image_heads(heads, hidden, clipserve::owlvit::HeadImpl::kFast);
+  // Accuracy of this precision's query embeddings: cosine with fp32's, min and mean.
+  const std::vector<float> mine = accuracy_queries(*be, cfg.text.width);
+  double cos_min = 1, cos_sum = 0;
+  const int nq = static_cast<int>(mine.size()) / cfg.text.width;
+  for (int i = 0; i < nq; ++i) {
+    double d = 0;
+    for (int j = 0; j < cfg.text.width; ++j) {
+      d += double(mine[i * cfg.text.width + j]) * fp32_queries[i * cfg.text.width + j];
+    }
+    cos_min = std::min(cos_min, d);
+    cos_sum += d;
+  }
+  nlohmann::ordered_json acc = {{"case", "text_accuracy"},
+                                {"model", model},
+                                {"precision", be->precision()},
+                                {"queries", nq},
+                                {"query_cosine_vs_fp32_min", cos_min},
+                                {"query_cosine_vs_fp32_mean", cos_sum / nq}};
+  std::printf("%s\n", acc.dump().c_str());
   for (int q : {1, 4}) {
     for (int tokens : {6, 16}) {
       std::vector<std::vector<int32_t>> ids;
@@ -204,10 +239,11 @@ int main(int argc, char** argv) {
       auto be = clipserve::nn::make_backend("cpu", cfg, towers, {});
       std::vector<float> hidden(static_cast<size_t>(tokens) * d);
       be->encode_image_tokens(px.data(), 1, hidden.data());
+      const std::vector<float> fp32_queries = accuracy_queries(*be, cfg.text.width);
       be.reset();
       for (const std::string& prec : split(precisions)) {
         bench_text(cfg, towers, heads, hidden.data(), model, prec, threads, iters, bw_weights,
-                   bw_dram);
+                   bw_dram, fp32_queries);
       }
     });
   for (const std::string& prec : split(precisions)) {
