@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/digest.h"
+
 namespace clipserve::test {
 
 namespace fs = std::filesystem;
@@ -71,13 +73,7 @@ std::string digest_hex(std::string_view data, const EVP_MD* md) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned len = 0;
   EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
-  std::string r;
-  char b[3];
-  for (unsigned i = 0; i < len; ++i) {
-    std::snprintf(b, sizeof b, "%02x", out[i]);
-    r += b;
-  }
-  return r;
+  return to_hex({out, len});
 }
 
 double cosine(std::span<const float> a, std::span<const float> b) {

@@ -105,6 +105,11 @@ def detection_image(x: Any, name: str) -> bytes:
     return _inputs.encoded_image(x, name, lambda: 0)
 
 
+def _name(image: Any, name: Optional[str]) -> str:
+    """How errors name the image: the caller's name, else the path, else "image"."""
+    return name or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else "image")
+
+
 def _queries(queries: Union[str, Sequence[str]]) -> List[str]:
     if not isinstance(queries, str) and hasattr(queries, "__len__") and len(queries) == 0:
         raise InvalidInput("no queries: give at least one text")
@@ -148,7 +153,7 @@ class Detector:
         keeps its best query's sigmoid score when above ``threshold``. Beyond transformers:
         ``nms`` (per-label IoU threshold), ``top_k`` / ``sort`` (by score), ``clip_boxes``;
         ``truncate`` cuts queries longer than 16 tokens instead of raising InvalidInput."""
-        label = name or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else "image")
+        label = _name(image, name)
         data = detection_image(image, label)
         r = self._native.detect(data, _queries(queries), float(threshold), float(nms or 0),
                                 int(top_k or 0), bool(sort), bool(clip_boxes), bool(truncate),
@@ -162,7 +167,7 @@ class Detector:
         """Image-guided (one-shot): finds what ``example`` (or its ``box``, x0 y0 x1 y1 in the
         example's pixels) shows, as transformers 4.30's ``image_guided_detection`` +
         ``post_process_image_guided_detection(threshold=0.6, nms_threshold=0.3)``."""
-        label = name or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else "image")
+        label = _name(image, name)
         b = None
         if box is not None:
             b = [float(v) for v in box]

@@ -8,6 +8,9 @@
 
 namespace clipserve {
 
+/// Lowercase hex of `bytes` (two characters per byte), e.g. a digest.
+std::string to_hex(std::span<const uint8_t> bytes);
+
 /// Lowercase hex SHA-256 of `data` (64 characters).
 std::string sha256_hex(std::span<const uint8_t> data);
 inline std::string sha256_hex(std::string_view s) {

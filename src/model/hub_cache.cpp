@@ -8,26 +8,16 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <vector>
 
 #include "core/check.h"
+#include "core/digest.h"
 
 namespace clipserve::hub_cache {
 
 namespace fs = std::filesystem;
-
-static std::string hex(const unsigned char* md, unsigned len) {
-  std::string r;
-  char b[3];
-  for (unsigned i = 0; i < len; ++i) {
-    std::snprintf(b, sizeof b, "%02x", md[i]);
-    r += b;
-  }
-  return r;
-}
 
 // sha256 of the file, or (git=true) the git blob sha1: sha1("blob <size>\0" + content).
 std::string file_digest(const std::string& path, bool git) {
@@ -53,7 +43,7 @@ std::string file_digest(const std::string& path, bool git) {
   unsigned len = 0;
   EVP_DigestFinal_ex(ctx, md, &len);
   EVP_MD_CTX_free(ctx);
-  return hex(md, len);
+  return to_hex({md, len});
 }
 
 int64_t file_size_or(const std::string& path, int64_t fallback) {
